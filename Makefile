@@ -1,0 +1,50 @@
+# medsign: the two commands of the README are `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_WORKERS ?= auto
+
+.PHONY: run test bootstrap deps lint typecheck unit bench clean
+
+run: bootstrap
+	$(BIN)/medsign selftest
+	$(BIN)/medsign --help
+
+test: bootstrap deps lint typecheck unit
+
+# Create the virtualenv and install the pinned dependencies; redone when the pins change.
+bootstrap: $(STAMP)
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+# Debian packages the tests drive (real peers); installed when run as root, checked otherwise.
+deps:
+	scripts/install-debian-deps.sh
+
+lint: bootstrap
+	$(BIN)/ruff check .
+
+typecheck: bootstrap
+	$(BIN)/mypy
+
+unit: bootstrap
+	$(BIN)/pytest -n $(PYTEST_WORKERS)
+
+bench: bootstrap
+	$(BIN)/python bench/crypto.py
+
+# Regenerate the lock file from pyproject.toml (run by a developer, then commit the result).
+lock:
+	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
+	.lockenv/bin/pip install --quiet --upgrade pip setuptools && .lockenv/bin/pip install --quiet ".[dev]"
+	.lockenv/bin/pip freeze --all --exclude medsign --exclude pip | sort > requirements.lock
+	rm -rf .lockenv
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
