@@ -39,3 +39,9 @@ class InvalidSignature(SigncoreError):  # noqa: N818 - pyca's name, kept on purp
 
 class DecryptionError(SigncoreError):
     """Authenticated decryption failed: wrong key, tampered ciphertext or tag, or bad padding."""
+
+
+class PathValidationError(SigncoreError):
+    """A certificate chain does not validate: no path to a trust root, a bad signature on the
+    way, a certificate outside its validity period, a non-CA issuer, a path too long, a missing
+    key usage or EKU, or an unknown critical extension."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from typing import Protocol, runtime_checkable
 
 from signcore._internal.pem import pem_encode
 from signcore.algorithms import DEFAULT_SM2_ID, KeyType, SignatureAlgorithm
@@ -107,3 +108,19 @@ class PrivateKey(abc.ABC):
 
     def __repr__(self) -> str:  # never print key material
         return f"<{type(self).__name__} {self.key_type.value} {self.public_key().key_size} bits>"
+
+
+@runtime_checkable
+class Signer(Protocol):
+    """Anything that can produce a signature for a public key: a :class:`PrivateKey`, or a
+    two-party co-signer (keysplit) whose private key never exists in one place."""
+
+    def public_key(self) -> PublicKey: ...
+
+    def sign(
+        self,
+        data: bytes,
+        algorithm: SignatureAlgorithm | None = None,
+        *,
+        signer_id: bytes = DEFAULT_SM2_ID,
+    ) -> bytes: ...
