@@ -4,11 +4,13 @@
   SM4-CBC and SM4-GCM -- on the platform OpenSSL 3 libcrypto (constant-time, patched by Debian).
 - RSA-2048/3072 (PKCS#1 v1.5 and PSS) and ECDSA P-256 through pyca/cryptography.
 - Keys as PKCS#8 / SubjectPublicKeyInfo, PEM or DER, encrypted PKCS#8.
+- X.509 certificates, CSRs and CRLs (``x509``), path validation (``path``), CMS SignedData in
+  the RFC 5652 and GM/T 0010 flavours (``cms``), RFC 3161 time stamps (``tsp``).
 
 The package keeps no global state besides the load-once libcrypto handle.
 """
 
-from signcore import ec, hashes, sm4
+from signcore import cms, ec, hashes, keys, path, sm4, tsp, x509
 from signcore._internal.libcrypto import backend as _backend
 from signcore.algorithms import DEFAULT_SM2_ID, KeySpec, KeyType, SignatureAlgorithm
 from signcore.errors import (
@@ -48,12 +50,17 @@ __all__ = [
     "SigncoreError",
     "UnsupportedAlgorithm",
     "backend_version",
+    "cms",
     "ec",
     "generate_private_key",
     "hashes",
+    "keys",
     "load_private_key",
     "load_public_key",
+    "path",
     "sm4",
+    "tsp",
+    "x509",
 ]
 
 

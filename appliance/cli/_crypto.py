@@ -1,42 +1,235 @@
-"""``medsign crypto ...``: interop commands over signcore (keys, CSRs, certificates, signatures)."""
+"""``medsign crypto ...``: interop commands over signcore (keys, CSRs, certificates, signatures).
+
+Exit codes: 0 success or "valid", 1 "invalid signature", 2 bad usage or unreadable input.
+Everything a command prints on failure is one line on stderr.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from appliance.cli._common import CliError
-from signcore import SigncoreError, hashes, keys
+from appliance.cli._common import EXIT_INVALID, CliError
+from signcore import (
+    DEFAULT_SM2_ID,
+    InvalidSignature,
+    PrivateKey,
+    PublicKey,
+    SigncoreError,
+    cms,
+    hashes,
+    keys,
+    x509,
+)
+from signcore.errors import DecodeError
 
-_READ_LIMIT = 256 * 1024 * 1024
+READ_LIMIT = 256 * 1024 * 1024
+Handler = Callable[[argparse.Namespace], int]
+
+# What ``crypto issue`` puts in an end-entity certificate (a document signer) and in a sub-CA.
+_LEAF = x509.Extensions(ca=False, key_usage=frozenset({"digital_signature", "non_repudiation"}))
+_CA = x509.Extensions(ca=True, key_usage=frozenset({"key_cert_sign", "crl_sign"}))
+
+
+# ---------------------------------------------------------------------------------------------
+# Input and output
 
 
 def read_input(path: str) -> bytes:
     try:
         with open(path, "rb") as fh:
-            data = fh.read(_READ_LIMIT + 1)
+            data = fh.read(READ_LIMIT + 1)
     except OSError as exc:
         raise CliError(f"cannot read {path}: {exc.strerror}") from None
-    if len(data) > _READ_LIMIT:
-        raise CliError(f"{path} is larger than {_READ_LIMIT} bytes")
+    if len(data) > READ_LIMIT:
+        raise CliError(f"{path} is larger than {READ_LIMIT} bytes")
     return data
 
 
 def write_output(path: str, data: bytes, *, private: bool = False) -> None:
     try:
-        target = Path(path)
         if private:
-            target.touch(mode=0o600, exist_ok=True)
-            target.chmod(0o600)
-        target.write_bytes(data)
+            # Create with 0600 from the start: a key must never be world-readable, even briefly.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.chmod(path, 0o600)
+        else:
+            Path(path).write_bytes(data)
     except OSError as exc:
         raise CliError(f"cannot write {path}: {exc.strerror}") from None
 
 
+def read_password(spec: str | None) -> bytes | None:
+    """OpenSSL-style password source: ``pass:TEXT``, ``env:VAR`` or ``file:PATH``."""
+    if spec is None:
+        return None
+    kind, _, value = spec.partition(":")
+    if kind == "pass":
+        return value.encode()
+    if kind == "env":
+        if value not in os.environ:
+            raise CliError(f"environment variable {value} is not set")
+        return os.environ[value].encode()
+    if kind == "file":
+        lines = read_input(value).splitlines()
+        return lines[0] if lines else b""
+    raise CliError("password source must be pass:TEXT, env:VAR or file:PATH")
+
+
+def load_key(path: str, passin: str | None) -> PrivateKey:
+    return keys.load_private_key(read_input(path), read_password(passin))
+
+
+def load_cert(path: str) -> x509.Certificate:
+    return x509.load_certificate(read_input(path))
+
+
+def load_verifier(path: str) -> tuple[PublicKey, x509.Certificate | None]:
+    """A certificate or a bare public key, from PEM or DER."""
+    data = read_input(path)
+    try:
+        cert = x509.load_certificate(data)
+        return cert.public_key(), cert
+    except DecodeError:
+        pass
+    try:
+        return keys.load_public_key(data), None
+    except DecodeError:
+        raise CliError(f"{path} is neither a certificate nor a public key") from None
+
+
+def _signer_id(args: argparse.Namespace) -> bytes:
+    return args.id.encode() if args.id is not None else DEFAULT_SM2_ID
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+
+
 def _keygen(args: argparse.Namespace) -> int:
     key = keys.generate_private_key(args.alg)
-    write_output(args.out, key.to_pem(), private=True)
+    write_output(args.out, key.to_pem(read_password(args.passout)), private=True)
+    return 0
+
+
+def _csr(args: argparse.Namespace) -> int:
+    key = load_key(args.key, args.passin)
+    subject = _subject(args.subject)
+    request = x509.build_csr(key, subject, _san_extensions(args))
+    write_output(args.out, request.to_pem())
+    return 0
+
+
+def _selfsign(args: argparse.Namespace) -> int:
+    key = load_key(args.key, args.passin)
+    subject = _subject(args.subject)
+    ext = _CA if args.ca else _with_san(_LEAF, args)
+    cert = x509.issue_certificate(subject=subject, public_key=key.public_key(), signer=key,
+                                  days=_days(args.days), extensions=ext)
+    write_output(args.out, cert.to_pem())
+    return 0
+
+
+def _issue(args: argparse.Namespace) -> int:
+    ca_key = load_key(args.ca_key, args.passin)
+    ca_cert = load_cert(args.ca_cert)
+    request = x509.load_csr(read_input(args.csr))
+    try:
+        request.verify()
+    except InvalidSignature:
+        raise CliError(f"{args.csr}: the request's proof-of-possession signature is invalid"
+                       ) from None
+    requested = request.extensions
+    base = _CA if args.ca else _LEAF
+    # Only the subject alternative names are taken from the request; the profile decides the
+    # rest (a requester must not be able to ask for CA rights or extra key usages).
+    ext = x509.Extensions(
+        ca=base.ca, key_usage=base.key_usage, dns_names=requested.dns_names,
+        emails=requested.emails, uris=requested.uris, ip_addresses=requested.ip_addresses,
+        extended_key_usage=tuple(args.eku or ()),
+    )
+    cert = x509.issue_certificate(subject=request.subject_name, public_key=request.public_key(),
+                                  signer=ca_key, issuer=ca_cert, days=_days(args.days),
+                                  extensions=ext)
+    write_output(args.out, cert.to_pem())
+    return 0
+
+
+def _sign(args: argparse.Namespace) -> int:
+    key = load_key(args.key, args.passin)
+    data = read_input(args.input)
+    if args.format == "raw":
+        signature = key.sign(data, signer_id=_signer_id(args))
+    else:
+        if not args.cert:
+            raise CliError(f"--format {args.format} needs --cert (the signer certificate)")
+        signature = cms.sign(data, key, load_cert(args.cert),
+                             detached=args.format == "cms-detached", flavor=args.flavor,
+                             signer_id=_signer_id(args),
+                             extra_certificates=_certs(args.certfile))
+    write_output(args.out, signature)
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    signature = read_input(args.input)
+    content = read_input(args.content) if args.content else None
+    fmt = args.format or _guess_format(signature)
+    if fmt == "raw":
+        return _verify_raw(args, signature, content)
+    return _verify_cms(args, signature, content)
+
+
+def _guess_format(signature: bytes) -> str:
+    try:
+        cms.load_signed_data(signature)
+    except DecodeError:
+        return "raw"
+    return "cms"
+
+
+def _verify_raw(args: argparse.Namespace, signature: bytes, content: bytes | None) -> int:
+    if content is None:
+        raise CliError("a raw signature needs --content (the signed file)")
+    if not args.cert:
+        raise CliError("a raw signature needs --cert (a certificate or public key)")
+    public, _ = load_verifier(args.cert)
+    try:
+        public.verify(signature, content, signer_id=_signer_id(args))
+    except InvalidSignature as exc:
+        print(f"medsign: invalid signature: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    print("valid signature")
+    return 0
+
+
+def _verify_cms(args: argparse.Namespace, signature: bytes, content: bytes | None) -> int:
+    roots = x509.load_certificates(read_input(args.ca)) if args.ca else None
+    signer_cert = load_cert(args.cert) if args.cert else None
+    result = cms.verify(signature, content=content, trust_roots=roots,
+                        certificates=[signer_cert] if signer_cert else [],
+                        intermediates=_certs(args.certfile), signer_id=_signer_id(args))
+    problems = [p for s in result.signers for p in s.problems]
+    if signer_cert is not None and any(s.signer_certificate != signer_cert
+                                       for s in result.signers):
+        problems.append("the signature was not made with the certificate given by --cert")
+    if not result.signers:
+        problems.append("the CMS carries no signer")
+    if problems or not result.valid:
+        print(f"medsign: invalid signature: {'; '.join(problems) or 'not valid'}",
+              file=sys.stderr)
+        return EXIT_INVALID
+    for signer in result.signers:
+        cert = signer.signer_certificate
+        when = signer.signing_time.isoformat() if signer.signing_time else "-"
+        trust = {True: "chain ok", None: "chain not checked (no --ca)"}[signer.trusted]
+        subject = cert.subject if cert else "?"
+        print(f"valid {result.flavor.value} signature by {subject}; signing time {when}; {trust}")
     return 0
 
 
@@ -52,15 +245,50 @@ def _hash(args: argparse.Namespace) -> int:
     return 0
 
 
-def _guard(handler: Any) -> Any:
+# ---------------------------------------------------------------------------------------------
+# Argument helpers
+
+
+def _subject(text: str) -> Any:
+    try:
+        return x509.parse_name(text)
+    except ValueError as exc:
+        raise CliError(f"bad --subject: {exc}") from None
+
+
+def _days(days: int) -> int:
+    if not 0 < days <= 36500:
+        raise CliError("--days must be between 1 and 36500")
+    return days
+
+
+def _certs(paths: list[str] | None) -> list[x509.Certificate]:
+    return [c for path in paths or [] for c in x509.load_certificates(read_input(path))]
+
+
+def _san_extensions(args: argparse.Namespace) -> x509.Extensions | None:
+    if not (args.dns or args.email):
+        return None
+    return x509.Extensions(dns_names=tuple(args.dns or ()), emails=tuple(args.email or ()))
+
+
+def _with_san(base: x509.Extensions, args: argparse.Namespace) -> x509.Extensions:
+    san = _san_extensions(args)
+    if san is None:
+        return base
+    return x509.Extensions(ca=base.ca, key_usage=base.key_usage, dns_names=san.dns_names,
+                           emails=san.emails)
+
+
+def _guard(handler: Handler) -> Handler:
     """Turn signcore's input errors into one-line CLI errors with exit code 2."""
 
     def run(args: argparse.Namespace) -> int:
         try:
-            result: int = handler(args)
-        except SigncoreError as exc:
-            raise CliError(str(exc)) from None
-        return result
+            return handler(args)
+        except (SigncoreError, ValueError) as exc:
+            raise CliError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                           ) from None
 
     return run
 
@@ -71,12 +299,87 @@ def register(commands: Any) -> None:
                                 parser_class=type(crypto))
     sub.required = True
 
-    keygen = sub.add_parser("keygen", help="generate a private key (PKCS#8 PEM)")
-    keygen.add_argument("--alg", required=True, choices=["sm2", "rsa2048", "rsa3072", "ecdsa-p256"])
-    keygen.add_argument("--out", required=True, metavar="KEY.pem")
-    keygen.set_defaults(handler=_guard(_keygen))
+    def command(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text)
+        parser.set_defaults(handler=_guard(handler))
+        return parser
 
-    hash_cmd = sub.add_parser("hash", help="print the digest of a file")
-    hash_cmd.add_argument("--alg", required=True, choices=["sm3", "sha256"])
-    hash_cmd.add_argument("file", metavar="FILE")
-    hash_cmd.set_defaults(handler=_guard(_hash))
+    _register_keys(command)
+    _register_certificates(command)
+    _register_signatures(command)
+
+
+Command = Callable[[str, Handler, str], argparse.ArgumentParser]
+
+
+def _register_keys(command: Command) -> None:
+    p = command("keygen", _keygen, "generate a private key (PKCS#8 PEM, mode 0600)")
+    p.add_argument("--alg", required=True, choices=["sm2", "rsa2048", "rsa3072", "ecdsa-p256"])
+    p.add_argument("--out", required=True, metavar="KEY.pem")
+    p.add_argument("--passout", metavar="SRC", help="encrypt the key: pass:, env: or file:")
+
+    p = command("hash", _hash, "print the digest of a file")
+    p.add_argument("--alg", required=True, choices=["sm3", "sha256"])
+    p.add_argument("file", metavar="FILE")
+
+
+def _register_certificates(command: Command) -> None:
+    p = command("csr", _csr, "make a PKCS#10 certificate request")
+    _key_args(p)
+    p.add_argument("--subject", required=True, help='e.g. "CN=张三,OU=内科,O=某医院,C=CN"')
+    _san_args(p)
+    p.add_argument("--out", required=True, metavar="REQ.pem")
+
+    p = command("selfsign", _selfsign, "make a self-signed certificate")
+    _key_args(p)
+    p.add_argument("--subject", required=True)
+    p.add_argument("--days", required=True, type=int)
+    p.add_argument("--ca", action="store_true", help="a CA certificate (keyCertSign, cRLSign)")
+    _san_args(p)
+    p.add_argument("--out", required=True, metavar="CERT.pem")
+
+    p = command("issue", _issue, "issue a certificate for a CSR")
+    p.add_argument("--ca-key", required=True, metavar="K")
+    p.add_argument("--ca-cert", required=True, metavar="C")
+    p.add_argument("--passin", metavar="SRC", help="password of the CA key")
+    p.add_argument("--csr", required=True, metavar="REQ.pem")
+    p.add_argument("--days", required=True, type=int)
+    p.add_argument("--ca", action="store_true", help="issue a sub-CA certificate")
+    p.add_argument("--eku", action="append", metavar="NAME|OID",
+                   help="extended key usage (repeatable), e.g. email_protection")
+    p.add_argument("--out", required=True, metavar="CERT.pem")
+
+
+def _register_signatures(command: Command) -> None:
+    p = command("sign", _sign, "sign a file (raw signature or CMS)")
+    _key_args(p)
+    p.add_argument("--cert", metavar="CERT.pem", help="signer certificate (CMS formats)")
+    p.add_argument("--certfile", action="append", metavar="CHAIN.pem",
+                   help="extra certificates to embed (repeatable)")
+    p.add_argument("--in", dest="input", required=True, metavar="FILE")
+    p.add_argument("--format", required=True, choices=["raw", "cms-detached", "cms-attached"])
+    p.add_argument("--flavor", default="rfc5652", choices=["rfc5652", "gmt0010"])
+    p.add_argument("--id", metavar="USERID", help="SM2 signer ID (default 1234567812345678)")
+    p.add_argument("--out", required=True, metavar="OUT")
+
+    p = command("verify", _verify, "verify a raw or CMS signature (exit 1 if invalid)")
+    p.add_argument("--in", dest="input", required=True, metavar="SIG")
+    p.add_argument("--content", metavar="FILE", help="the signed file (raw and detached CMS)")
+    who = p.add_mutually_exclusive_group()
+    who.add_argument("--cert", metavar="CERT.pem", help="the signer certificate (or public key)")
+    who.add_argument("--ca", metavar="ROOT.pem",
+                     help="trust anchors (every certificate in the file is trusted)")
+    p.add_argument("--certfile", action="append", metavar="CHAIN.pem",
+                   help="intermediate certificates (repeatable)")
+    p.add_argument("--format", choices=["raw", "cms"], help="default: detected")
+    p.add_argument("--id", metavar="USERID", help="SM2 signer ID (default 1234567812345678)")
+
+
+def _key_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--key", required=True, metavar="KEY.pem")
+    parser.add_argument("--passin", metavar="SRC", help="key password: pass:, env: or file:")
+
+
+def _san_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dns", action="append", metavar="NAME", help="SAN DNS name")
+    parser.add_argument("--email", action="append", metavar="ADDR", help="SAN e-mail")
