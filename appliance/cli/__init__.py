@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 import signcore
 from appliance.cli import _crypto
-from appliance.cli._common import CliError, Parser
-from signcore import selftest
+from appliance.cli._common import EXIT_USAGE, CliError, Parser
+from signcore import BackendError, selftest
 
 __all__ = ["main"]
 
@@ -46,6 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         print(f"medsign: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BackendError as exc:
+        # Start-up must fail clearly when the platform OpenSSL lacks SM2/SM3/SM4.
+        print(f"medsign: cryptographic backend unavailable: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
     return code

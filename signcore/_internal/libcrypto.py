@@ -197,7 +197,11 @@ def _load() -> Backend:
             errors.append(f"{name}: {exc}")
     if lib is None:
         raise BackendError("cannot load the platform libcrypto (OpenSSL 3): " + "; ".join(errors))
-    if lib.OpenSSL_version_num() < OPENSSL_3:
+    try:
+        version_num = lib.OpenSSL_version_num()
+    except AttributeError:  # cffi resolves symbols lazily: this is not a libcrypto at all
+        raise BackendError(f"{name} is not an OpenSSL libcrypto") from None
+    if version_num < OPENSSL_3:
         raise BackendError("the platform libcrypto is older than OpenSSL 3.0")
     sm3 = lib.EVP_MD_fetch(ffi.NULL, b"SM3", ffi.NULL)
     sm4_cbc = lib.EVP_CIPHER_fetch(ffi.NULL, b"SM4-CBC", ffi.NULL)
