@@ -40,6 +40,8 @@ class Point:
 
     def encode(self) -> bytes:
         """Uncompressed SEC1 encoding 04 || x || y."""
+        if not (0 <= self.x < P and 0 <= self.y < P):
+            raise InvalidKey("point coordinates outside the field [0, p-1]")
         return b"\x04" + self.x.to_bytes(COORD_SIZE, "big") + self.y.to_bytes(COORD_SIZE, "big")
 
     def __repr__(self) -> str:

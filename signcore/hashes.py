@@ -37,6 +37,11 @@ class HashAlgorithm(enum.Enum):
             raise UnsupportedAlgorithm(f"unsupported hash algorithm {name!r}") from None
 
 
+def _as_bytes(data: bytes) -> bytes:
+    """cffi passes only ``bytes`` as a C buffer; accept bytearray and memoryview as hashlib does."""
+    return data if isinstance(data, bytes) else bytes(data)
+
+
 class Hasher(Protocol):
     """What ``hashlib`` objects and :class:`SM3` have in common."""
 
@@ -66,6 +71,7 @@ class SM3:
 
     def update(self, data: bytes, /) -> None:
         be = libcrypto.backend()
+        data = _as_bytes(data)
         libcrypto.check(be, be.lib.EVP_DigestUpdate(self._ctx, data, len(data)), "SM3 update")
 
     def copy(self) -> SM3:
@@ -94,6 +100,7 @@ class SM3:
 def sm3(data: bytes) -> bytes:
     """SM3 of ``data`` in one call (the hot path of SM2 signing: one libcrypto call)."""
     be = libcrypto.backend()
+    data = _as_bytes(data)
     out = be.ffi.new("unsigned char[32]")
     libcrypto.check(
         be, be.lib.EVP_Digest(data, len(data), out, be.ffi.NULL, be.sm3, be.ffi.NULL), "SM3"
@@ -118,6 +125,7 @@ def digest(algorithm: HashAlgorithm, data: bytes) -> bytes:
 def hmac_sm3(key: bytes, data: bytes) -> bytes:
     """HMAC-SM3 (RFC 2104 construction with SM3), computed by libcrypto."""
     be = libcrypto.backend()
+    key, data = _as_bytes(key), _as_bytes(data)
     out = be.ffi.new("unsigned char[32]")
     size = be.ffi.new("unsigned int *")
     result = be.lib.HMAC(be.sm3, key, len(key), data, len(data), out, size)

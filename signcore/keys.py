@@ -9,6 +9,8 @@ names the SM2 OID as the algorithm (some Chinese toolkits write that).
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from cryptography.exceptions import InvalidSignature as _PycaInvalidSignature
 from cryptography.exceptions import UnsupportedAlgorithm as PycaUnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes as pyca_hashes
@@ -20,8 +22,14 @@ from signcore import ec
 from signcore._internal import asn1, evp
 from signcore._internal.keybase import PrivateKey, PublicKey
 from signcore._internal.pem import is_pem, to_der
-from signcore.algorithms import DEFAULT_SM2_ID, KeySpec, KeyType, SignatureAlgorithm
-from signcore.errors import InvalidKey, InvalidSignature, UnsupportedAlgorithm
+from signcore.algorithms import (
+    DEFAULT_SM2_ID,
+    OID_SM2_CURVE,
+    KeySpec,
+    KeyType,
+    SignatureAlgorithm,
+)
+from signcore.errors import DecodeError, InvalidKey, InvalidSignature, UnsupportedAlgorithm
 from signcore.hashes import HashAlgorithm
 from signcore.sm2 import SM2PrivateKey, SM2PublicKey
 
@@ -270,10 +278,27 @@ def load_private_key(data: bytes, password: bytes | None = None) -> PrivateKey:
     raise UnsupportedAlgorithm(f"unsupported private key type {type(key).__name__}")
 
 
+class _PublicKeyInfo(asn1.keys.PublicKeyInfo):  # type: ignore[misc]
+    """asn1crypto's PublicKeyInfo, also parsing SPKI that names the bare SM2 OID as algorithm.
+
+    asn1crypto picks the ``public_key`` spec from a fixed table and raises KeyError for any
+    algorithm outside it, so such keys would otherwise be refused as malformed.
+    """
+
+    def _sm2_aware_public_key_spec(self) -> Any:
+        if self["algorithm"]["algorithm"].dotted == OID_SM2_CURVE:
+            return asn1.keys.ECPointBitString, None
+        return asn1.keys.PublicKeyInfo._public_key_spec(self)
+
+    _spec_callbacks: ClassVar[dict[str, Any]] = {"public_key": _sm2_aware_public_key_spec}
+
+
 def load_public_key(data: bytes) -> PublicKey:
     """Load a SubjectPublicKeyInfo from PEM or DER."""
+    if len(data) > evp.MAX_KEY_INPUT:
+        raise DecodeError(f"key input of {len(data)} bytes is larger than {evp.MAX_KEY_INPUT}")
     der = to_der(data, "PUBLIC KEY") if is_pem(data) else data
-    info = asn1.load(asn1.keys.PublicKeyInfo, der, "SubjectPublicKeyInfo")
+    info = asn1.load(_PublicKeyInfo, der, "SubjectPublicKeyInfo")
     return public_key_from_info(info)
 
 
@@ -282,9 +307,10 @@ def public_key_from_info(info: asn1.keys.PublicKeyInfo) -> PublicKey:
     algorithm = info["algorithm"]
     oid = algorithm["algorithm"].dotted
     params = algorithm["parameters"]
-    is_sm2 = oid == "1.2.156.10197.1.301" or (
-        oid == _OID_EC_PUBLIC_KEY and params.name == "named"
-        and params.chosen.dotted == "1.2.156.10197.1.301"
+    is_sm2 = oid == OID_SM2_CURVE or (
+        # Parameters may be absent or of the wrong type in hostile input: check, do not assume.
+        oid == _OID_EC_PUBLIC_KEY and isinstance(params, asn1.keys.ECDomainParameters)
+        and params.name == "named" and params.chosen.dotted == OID_SM2_CURVE
     )
     if is_sm2:
         # Validate the point ourselves so an off-curve point is InvalidKey, not a decode failure.

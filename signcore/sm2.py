@@ -47,6 +47,22 @@ def _check_algorithm(algorithm: SignatureAlgorithm | None) -> None:
         raise UnsupportedAlgorithm(f"an SM2 key signs with sm2-sm3, not {algorithm.value}")
 
 
+def _is_one_der_sequence(data: bytes) -> bool:
+    """True if ``data`` is exactly one definite-length SEQUENCE, with nothing after it.
+
+    libcrypto's SM2 decryption ignores bytes after the ciphertext structure, which would make
+    ciphertexts malleable (any suffix decrypts to the same plaintext).
+    """
+    if len(data) < 2 or data[0] != 0x30:
+        return False
+    if data[1] < 0x80:
+        return 2 + data[1] == len(data)
+    count = data[1] & 0x7F
+    if not 1 <= count <= 4 or len(data) < 2 + count:
+        return False
+    return 2 + count + int.from_bytes(data[2 : 2 + count], "big") == len(data)
+
+
 class SM2PublicKey(PublicKey):
     """An SM2 public key held as a libcrypto EVP_PKEY."""
 
@@ -64,7 +80,8 @@ class SM2PublicKey(PublicKey):
     @classmethod
     def from_point(cls, point: ec.Point | bytes) -> SM2PublicKey:
         """Build a key from a public point (validated: on the curve, not infinity)."""
-        decoded = ec.decode_point(point) if isinstance(point, bytes) else point
+        # A Point object is re-validated too: it may have been built from untrusted integers.
+        decoded = ec.decode_point(point if isinstance(point, bytes) else point.encode())
         return cls(evp.decode_public(_SPKI_PREFIX + decoded.encode()))
 
     @property
@@ -190,6 +207,8 @@ class SM2PrivateKey(PrivateKey):
 
     def decrypt(self, ciphertext: bytes) -> bytes:
         """Decrypt a GM/T 0009 DER ciphertext; DecryptionError on any failure."""
+        if not _is_one_der_sequence(ciphertext):
+            raise DecryptionError("malformed SM2 ciphertext (not one DER SEQUENCE)")
         be = libcrypto.backend()
         ctx = evp.new_ctx(self._pkey)
         libcrypto.check(be, be.lib.EVP_PKEY_decrypt_init(ctx), "SM2 decrypt init")
