@@ -22,6 +22,10 @@ from signcore.x509 import Certificate
 __all__ = ["ValidatedPath", "validate_path"]
 
 MAX_PATH_LENGTH = 8
+#: Candidate issuers tried (signature checks) per validation.  Hostile input can hold many
+#: same-named CA certificates under one key, each of which verifies every other: without a
+#: budget, path building would try every ordering of them (factorially many).
+MAX_SIGNATURE_CHECKS = 64
 _UNDERSTOOD_CRITICAL = {
     "basic_constraints", "key_usage", "extended_key_usage", "subject_alt_name",
     "certificate_policies", "authority_key_identifier", "key_identifier",
@@ -102,7 +106,7 @@ def validate_path(
     _check_common(leaf, when)
     _check_leaf(leaf, required_eku)
     failures: list[str] = []
-    path = _extend([leaf], roots, pool, when, failures)
+    path = _extend([leaf], roots, pool, when, failures, budget=[MAX_SIGNATURE_CHECKS])
     if path is None:
         reason = failures[-1] if failures else (
             f"no path from {leaf.subject!r} (issuer {leaf.issuer!r}) to a trusted root")
@@ -111,7 +115,8 @@ def validate_path(
 
 
 def _extend(path: list[Certificate], roots: list[Certificate], pool: list[Certificate],
-            when: dt.datetime, failures: list[str]) -> list[Certificate] | None:
+            when: dt.datetime, failures: list[str], *, budget: list[int]
+            ) -> list[Certificate] | None:
     current = path[-1]
     if current in roots:
         return path
@@ -120,6 +125,10 @@ def _extend(path: list[Certificate], roots: list[Certificate], pool: list[Certif
         return None
     candidates = [c for c in roots + pool if c not in path and _could_issue(c, current)]
     for issuer in candidates:
+        if budget[0] <= 0:
+            failures.append(f"path building gave up after {MAX_SIGNATURE_CHECKS} signature checks")
+            return None
+        budget[0] -= 1
         try:
             current.verify_signature(issuer.public_key())
             _check_common(issuer, when)
@@ -132,7 +141,7 @@ def _extend(path: list[Certificate], roots: list[Certificate], pool: list[Certif
         except (PathValidationError, SigncoreError) as exc:
             failures.append(str(exc))
             continue
-        found = _extend([*path, issuer], roots, pool, when, failures)
+        found = _extend([*path, issuer], roots, pool, when, failures, budget=budget)
         if found is not None:
             return found
     return None

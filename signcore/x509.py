@@ -90,16 +90,19 @@ _SHORT = {
 _PRINTABLE = {"country_name", "serial_number"}
 _IA5 = {"email_address", "domain_component"}
 _OID_RE = re.compile(r"^[0-2](\.\d+)+$")
+_PRINTABLE_RE = re.compile(r"[A-Za-z0-9 '()+,\-./:=?]+")
 MAX_NAME_VALUE = 256
 
 
 def _split_unescaped(text: str, sep: str) -> list[str]:
+    """Split at each ``sep`` not escaped by a backslash; the escapes stay for :func:`_unescape`."""
     parts, current, escaped = [], [], False
     for char in text:
         if escaped:
             current.append(char)
             escaped = False
         elif char == "\\":
+            current.append(char)
             escaped = True
         elif char == sep:
             parts.append("".join(current))
@@ -112,9 +115,41 @@ def _split_unescaped(text: str, sep: str) -> list[str]:
     return parts
 
 
-def _attribute(key: str, value: str) -> x509.NameTypeAndValue:
+_HEX_PAIRS = re.compile(r"(?:\\[0-9A-Fa-f]{2})+")
+
+
+def _unescape(raw: str, hex_pairs: bool) -> str:
+    """Drop unescaped surrounding whitespace, then resolve ``\\c`` escapes and (RFC 4514 form,
+    as ``openssl -nameopt RFC2253`` prints non-ASCII) ``\\XX`` UTF-8 hex pairs."""
+    raw = raw.lstrip()
+    end = len(raw)
+    while end and raw[end - 1].isspace():
+        before = raw[:end - 1]
+        if (len(before) - len(before.rstrip("\\"))) % 2:
+            break  # an odd run of backslashes escapes this space
+        end -= 1
+    raw = raw[:end]
+    out, i = [], 0
+    while i < len(raw):
+        match = _HEX_PAIRS.match(raw, i) if hex_pairs else None
+        if match:
+            try:
+                out.append(bytes.fromhex(match.group().replace("\\", "")).decode("utf-8"))
+            except UnicodeDecodeError:
+                raise ValueError("hex escapes in a name must encode UTF-8") from None
+            i = match.end()
+        elif raw[i] == "\\":
+            out.append(raw[i + 1])
+            i += 2
+        else:
+            out.append(raw[i])
+            i += 1
+    return "".join(out)
+
+
+def _attribute(key: str, raw_value: str, hex_pairs: bool) -> x509.NameTypeAndValue:
     key = key.strip()
-    value = value.strip()
+    value = _unescape(raw_value, hex_pairs)
     type_name = key if _OID_RE.match(key) else _ATTRIBUTES.get(key.upper())
     if type_name is None:
         raise ValueError(f"unknown name attribute {key!r}")
@@ -128,6 +163,8 @@ def _attribute(key: str, value: str) -> x509.NameTypeAndValue:
             raise ValueError(f"{key} must be ASCII")
         encoded = value
     elif type_name in _PRINTABLE:
+        if not _PRINTABLE_RE.fullmatch(value):
+            raise ValueError(f"{key} must be a PrintableString: A-Z a-z 0-9 space '()+,-./:=?")
         encoded = x509.DirectoryString(name="printable_string", value=value)
     elif _OID_RE.match(type_name):
         encoded = core.UTF8String(value)
@@ -138,10 +175,11 @@ def _attribute(key: str, value: str) -> x509.NameTypeAndValue:
 
 def parse_name(text: str) -> x509.Name:
     """Parse ``CN=...,O=...`` (RFC 4514 order) or ``/C=CN/O=.../CN=...`` (encoding order)."""
-    text = text.strip()
-    if not text:
+    if not text.strip():
         raise ValueError("empty name")
-    if text.startswith("/"):
+    text = text.lstrip()  # trailing spaces may be escaped: each value strips its own
+    slash_form = text.startswith("/")
+    if slash_form:
         parts = _split_unescaped(text[1:], "/")
     else:
         parts = list(reversed(_split_unescaped(text, ",")))
@@ -150,15 +188,24 @@ def parse_name(text: str) -> x509.Name:
         key, sep, value = part.partition("=")
         if not sep:
             raise ValueError(f"name component {part!r} lacks '='")
-        rdns.append(x509.RelativeDistinguishedName([_attribute(key, value)]))
+        rdns.append(x509.RelativeDistinguishedName([_attribute(key, value, not slash_form)]))
     return x509.Name(name="", value=x509.RDNSequence(rdns))
 
 
 def _escape(value: str) -> str:
-    escaped = re.sub(r'([,+"\\<>;])', r"\\\1", value)
-    if escaped.startswith((" ", "#")):
-        escaped = "\\" + escaped
-    return escaped
+    """RFC 4514 section 2.4, plus hex pairs for whitespace other than a space and for
+    non-printable characters (a CN cannot break a log line, and :func:`parse_name` gets back
+    exactly this value: it strips unescaped surrounding whitespace)."""
+    out = []
+    for index, char in enumerate(value):
+        if char in ',+"\\<>;' or (char == " " and index in (0, len(value) - 1)) or (
+                char == "#" and index == 0):
+            out.append("\\" + char)
+        elif (char.isspace() and char != " ") or not char.isprintable():
+            out.append("".join(f"\\{octet:02X}" for octet in char.encode("utf-8")))
+        else:
+            out.append(char)
+    return "".join(out)
 
 
 def format_name(name: x509.Name) -> str:
@@ -271,12 +318,24 @@ def _extension_list(ext: Extensions) -> list[x509.Extension]:
 
 def _parse_extensions(extensions: Iterable[x509.Extension]) -> Extensions:
     """Read the extensions we know back into :class:`Extensions` (others land in ``extra``)."""
+    try:
+        return _read_extensions(extensions)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        # asn1crypto parses an unknown extension's value only on demand: malformed is DecodeError.
+        raise DecodeError(f"malformed extension: {exc}") from exc
+
+
+def _read_extensions(extensions: Iterable[x509.Extension]) -> Extensions:
     values: dict[str, Any] = {}
     extra = []
     for extension in extensions:
         name = extension["extn_id"].native
-        value = extension["extn_value"].parsed
         critical = bool(extension["critical"].native)
+        if name not in _PARSED_EXTENSIONS:
+            if name not in ("key_identifier", "authority_key_identifier"):
+                extra.append(extension)
+            continue
+        value = extension["extn_value"].parsed
         if name == "basic_constraints":
             values["ca"] = bool(value["ca"].native)
             values["path_length"] = value["path_len_constraint"].native
@@ -300,9 +359,13 @@ def _parse_extensions(extensions: Iterable[x509.Extension]) -> Extensions:
                 if a["access_method"].native == "ca_issuers")
         elif name == "certificate_policies":
             values["policies"] = tuple(p["policy_identifier"].dotted for p in value)
-        elif name not in ("key_identifier", "authority_key_identifier"):
-            extra.append(extension)
     return Extensions(extra=tuple(extra), **values)
+
+
+_PARSED_EXTENSIONS = {
+    "basic_constraints", "key_usage", "extended_key_usage", "subject_alt_name",
+    "crl_distribution_points", "authority_information_access", "certificate_policies",
+}
 
 
 def _read_san(value: x509.GeneralNames) -> dict[str, tuple[str, ...]]:
@@ -320,7 +383,7 @@ def _uris_of_crl_dp(value: x509.CRLDistributionPoints) -> list[str]:
     urls = []
     for point in value:
         name = point["distribution_point"]
-        if name.name == "full_name":
+        if isinstance(name, x509.DistributionPointName) and name.name == "full_name":
             urls += [g.native for g in name.chosen if g.name == "uniform_resource_identifier"]
     return urls
 
