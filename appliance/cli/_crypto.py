@@ -112,8 +112,12 @@ def _signer_id(args: argparse.Namespace) -> bytes:
 
 
 def _keygen(args: argparse.Namespace) -> int:
+    password = read_password(args.passout)
+    if password == b"":
+        # An empty password would silently write the key UNENCRYPTED.
+        raise CliError("--passout: the password is empty (omit --passout for a plain key)")
     key = keys.generate_private_key(args.alg)
-    write_output(args.out, key.to_pem(read_password(args.passout)), private=True)
+    write_output(args.out, key.to_pem(password), private=True)
     return 0
 
 
@@ -138,6 +142,11 @@ def _selfsign(args: argparse.Namespace) -> int:
 def _issue(args: argparse.Namespace) -> int:
     ca_key = load_key(args.ca_key, args.passin)
     ca_cert = load_cert(args.ca_cert)
+    usages = ca_cert.extensions.key_usage
+    if not ca_cert.is_ca or (usages and "key_cert_sign" not in usages):
+        # What it signed would not validate anywhere: refuse instead of issuing a dud.
+        raise CliError(f"{args.ca_cert} is not a CA certificate (basicConstraints CA:TRUE and "
+                       "keyCertSign are needed to issue)")
     request = x509.load_csr(read_input(args.csr))
     try:
         request.verify()
