@@ -9,8 +9,6 @@ names the SM2 OID as the algorithm (some Chinese toolkits write that).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 from cryptography.exceptions import InvalidSignature as _PycaInvalidSignature
 from cryptography.exceptions import UnsupportedAlgorithm as PycaUnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes as pyca_hashes
@@ -278,27 +276,12 @@ def load_private_key(data: bytes, password: bytes | None = None) -> PrivateKey:
     raise UnsupportedAlgorithm(f"unsupported private key type {type(key).__name__}")
 
 
-class _PublicKeyInfo(asn1.keys.PublicKeyInfo):  # type: ignore[misc]
-    """asn1crypto's PublicKeyInfo, also parsing SPKI that names the bare SM2 OID as algorithm.
-
-    asn1crypto picks the ``public_key`` spec from a fixed table and raises KeyError for any
-    algorithm outside it, so such keys would otherwise be refused as malformed.
-    """
-
-    def _sm2_aware_public_key_spec(self) -> Any:
-        if self["algorithm"]["algorithm"].dotted == OID_SM2_CURVE:
-            return asn1.keys.ECPointBitString, None
-        return asn1.keys.PublicKeyInfo._public_key_spec(self)
-
-    _spec_callbacks: ClassVar[dict[str, Any]] = {"public_key": _sm2_aware_public_key_spec}
-
-
 def load_public_key(data: bytes) -> PublicKey:
     """Load a SubjectPublicKeyInfo from PEM or DER."""
     if len(data) > evp.MAX_KEY_INPUT:
         raise DecodeError(f"key input of {len(data)} bytes is larger than {evp.MAX_KEY_INPUT}")
     der = to_der(data, "PUBLIC KEY") if is_pem(data) else data
-    info = asn1.load(_PublicKeyInfo, der, "SubjectPublicKeyInfo")
+    info = asn1.load(asn1.keys.PublicKeyInfo, der, "SubjectPublicKeyInfo")
     return public_key_from_info(info)
 
 

@@ -45,6 +45,20 @@ def _register() -> None:
     _name(cms.ContentType, OID_GM_SIGNED_DATA, "gm_signed_data")
     cms.ContentInfo._oid_specs["gm_signed_data"] = cms.SignedData
     cms.ContentInfo._oid_specs["gm_data"] = core.OctetString
+    callbacks = keys.PublicKeyInfo._spec_callbacks
+    if callbacks["public_key"] is not _public_key_spec:
+        callbacks["public_key"] = _public_key_spec
+
+
+_ASN1CRYPTO_PUBLIC_KEY_SPEC = keys.PublicKeyInfo._public_key_spec
+
+
+def _public_key_spec(info: keys.PublicKeyInfo) -> Any:
+    """asn1crypto types the key bits from a fixed table that lacks the bare SM2 OID (written as
+    the SPKI algorithm by some Chinese toolkits): an SM2 key is an EC point."""
+    if info["algorithm"]["algorithm"].dotted == OID_SM2_CURVE:
+        return keys.ECPointBitString, None
+    return _ASN1CRYPTO_PUBLIC_KEY_SPEC(info)
 
 
 _register()
