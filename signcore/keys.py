@@ -62,11 +62,13 @@ def _pyca_hash(algorithm: SignatureAlgorithm) -> pyca_hashes.HashAlgorithm:
         raise UnsupportedAlgorithm(f"{algorithm.value} has no RSA/ECDSA hash") from None
 
 
-def _rsa_padding(algorithm: SignatureAlgorithm) -> padding.AsymmetricPadding:
+def _rsa_padding(algorithm: SignatureAlgorithm, *, verify: bool = False
+                 ) -> padding.AsymmetricPadding:
     if algorithm.is_pss:
-        # Salt length = digest length: what RFC 4055 parameters and CMS peers expect.
-        return padding.PSS(mgf=padding.MGF1(_pyca_hash(algorithm)),
-                           salt_length=algorithm.hash_algorithm.digest_size)
+        # We sign with salt length = digest length (what RFC 4055 parameters and CMS peers
+        # expect); we verify any salt length, which PSS recovers (OpenSSL's default is the max).
+        salt = padding.PSS.AUTO if verify else algorithm.hash_algorithm.digest_size
+        return padding.PSS(mgf=padding.MGF1(_pyca_hash(algorithm)), salt_length=salt)
     return padding.PKCS1v15()
 
 
@@ -111,7 +113,7 @@ class RSAPublicKey(PublicKey):
                *, signer_id: bytes = DEFAULT_SM2_ID) -> None:
         alg = self._alg(algorithm)
         try:
-            self._key.verify(signature, data, _rsa_padding(alg), _pyca_hash(alg))
+            self._key.verify(signature, data, _rsa_padding(alg, verify=True), _pyca_hash(alg))
         except _PycaInvalidSignature:
             raise InvalidSignature("RSA signature does not verify") from None
 
@@ -119,7 +121,7 @@ class RSAPublicKey(PublicKey):
                       algorithm: SignatureAlgorithm | None = None) -> None:
         alg = self._alg(algorithm)
         try:
-            self._key.verify(signature, digest, _rsa_padding(alg),
+            self._key.verify(signature, digest, _rsa_padding(alg, verify=True),
                              utils.Prehashed(_pyca_hash(alg)))
         except (_PycaInvalidSignature, ValueError):
             raise InvalidSignature("RSA signature does not verify") from None

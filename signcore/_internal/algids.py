@@ -111,7 +111,8 @@ def _pss_from_params(value: algos.SignedDigestAlgorithm) -> SignatureAlgorithm:
         salt = params["salt_length"].native
     except (KeyError, TypeError, ValueError) as exc:
         raise UnsupportedAlgorithm(f"malformed RSASSA-PSS parameters: {exc}") from exc
-    if hash_name == "sha256" and mgf_hash == "sha256" and salt == 32:
+    # Any salt length verifies (PSS recovers it); OpenSSL signs with the maximum by default.
+    if hash_name == "sha256" and mgf_hash == "sha256" and isinstance(salt, int) and salt >= 0:
         return SignatureAlgorithm.RSA_PSS_SHA256
     raise UnsupportedAlgorithm(
         f"RSASSA-PSS with {hash_name}/MGF1-{mgf_hash}/salt {salt} is not supported"
