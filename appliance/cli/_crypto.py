@@ -7,6 +7,7 @@ Everything a command prints on failure is one line on stderr.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import sys
 from collections.abc import Callable
@@ -162,8 +163,14 @@ def _issue(args: argparse.Namespace) -> int:
         emails=requested.emails, uris=requested.uris, ip_addresses=requested.ip_addresses,
         extended_key_usage=tuple(args.eku or ()),
     )
+    start = dt.datetime.now(dt.UTC)
+    end = start + dt.timedelta(days=_days(args.days))
+    if end > ca_cert.not_after:
+        # The certificate would stop validating when its CA expires: say so instead.
+        raise CliError(f"--days {args.days} outlives the CA certificate (valid until "
+                       f"{ca_cert.not_after:%Y-%m-%d}); shorten it")
     cert = x509.issue_certificate(subject=request.subject_name, public_key=request.public_key(),
-                                  signer=ca_key, issuer=ca_cert, days=_days(args.days),
+                                  signer=ca_key, issuer=ca_cert, not_before=start, not_after=end,
                                   extensions=ext)
     write_output(args.out, cert.to_pem())
     return 0

@@ -689,6 +689,9 @@ def _bad_usage_cases() -> list[tuple[str, Callable[[Pki, dict[str, Path], Path],
         ("selfsign --days too large", lambda p, j, o: [
             "crypto", "selfsign", "--key", p.ca_key, "--subject", "CN=x", "--days", "36501",
             "--out", o]),
+        ("issue --days outliving the CA", lambda p, j, o: [
+            "crypto", "issue", "--ca-key", p.ca_key, "--ca-cert", p.ca_cert, "--csr", p.leaf_csr,
+            "--days", "36000", "--out", o]),
         ("selfsign --days not a number", lambda p, j, o: [
             "crypto", "selfsign", "--key", p.ca_key, "--subject", "CN=x", "--days", "ten",
             "--out", o]),
