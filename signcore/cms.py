@@ -290,9 +290,18 @@ def _find_signer(sid: cms.SignerIdentifier, certs: Sequence[Certificate]) -> Cer
         issuer = sid.chosen["issuer"]
         serial = int(sid.chosen["serial_number"].native)
         return next((c for c in certs
-                     if c.serial_number == serial and c.issuer_name == issuer), None)
+                     if c.serial_number == serial and _same_name(c.issuer_name, issuer)), None)
     ski = bytes(sid.chosen)
     return next((c for c in certs if c.subject_key_identifier == ski), None)
+
+
+def _same_name(a: Any, b: Any) -> bool:
+    """RFC 5280 name comparison; asn1crypto raises ValueError when stringprep meets a hostile
+    string (an unassigned code point), and then only identical encodings match."""
+    try:
+        return bool(a == b)
+    except ValueError:
+        return bool(a.dump() == b.dump())
 
 
 def _attribute_value(attrs: cms.CMSAttributes, name: str) -> Any:
@@ -327,9 +336,7 @@ def verify(
     flavor, signed_data = load_signed_data(data)
     encap = signed_data["encap_content_info"]
     econtent_type = encap["content_type"].dotted
-    embedded = encap["content"]
-    # .contents, not .native: asn1crypto parses known eContent types (TSTInfo) into dicts.
-    embedded_bytes = None if isinstance(embedded, core.Void) else bytes(embedded.contents)
+    embedded_bytes = _econtent_bytes(encap["content"])
     if embedded_bytes is not None and content is not None and embedded_bytes != content:
         raise DecodeError("the supplied content differs from the content embedded in the CMS")
     signed_content = embedded_bytes if embedded_bytes is not None else content
@@ -343,6 +350,22 @@ def verify(
     results = tuple(_verify_signer(info, context) for info in signed_data["signer_infos"])
     return CMSVerification(flavor, embedded_bytes is None, econtent_type, embedded_bytes,
                            results, tuple(certs))
+
+
+def _econtent_bytes(embedded: Any) -> bytes | None:
+    """The eContent octets of an EncapsulatedContentInfo, or None when detached."""
+    if isinstance(embedded, core.Void):
+        return None
+    if isinstance(embedded, core.Any):
+        # asn1crypto parses SignedData v1 with PKCS#7's ContentInfo, whose content is an ANY for
+        # types it does not know; CMS wraps eContent in an OCTET STRING all the same (RFC 5652
+        # 5.2), and the digest covers its octets, not the tag and length around them.
+        try:
+            return bytes(core.OctetString.load(embedded.dump(), strict=True, explicit=0).native)
+        except (ValueError, TypeError) as exc:
+            raise DecodeError(f"eContent is not an OCTET STRING: {exc}") from exc
+    # .contents, not .native: asn1crypto parses known eContent types (TSTInfo) into dicts.
+    return bytes(embedded.contents)
 
 
 @dataclass(frozen=True)
@@ -392,7 +415,8 @@ def _verify_signer(info: cms.SignerInfo, ctx: _VerifyContext) -> SignerResult:
                                   intermediates=ctx.intermediates, at=ctx.at,
                                   required_eku=ctx.required_eku)
             trusted = True
-        except (PathValidationError, SigncoreError) as exc:
+        # ValueError: asn1crypto's name comparison refuses hostile strings while paths are built.
+        except (PathValidationError, SigncoreError, ValueError) as exc:
             trusted = False
             problems.append(f"certificate chain: {exc}")
     elif ctx.trust_roots is not None:

@@ -18,6 +18,7 @@ import hashlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from signcore import cms, hashes
 from signcore._internal import algids
@@ -122,6 +123,16 @@ class TimestampInfo:
     tsa_name: str | None
 
 
+class _TimeStampResp(tsp.TimeStampResp):  # type: ignore[misc]
+    """asn1crypto's TimeStampResp, but with timeStampToken OPTIONAL as RFC 3161 2.4.2 has it:
+    asn1crypto requires the token, so every rejection would otherwise fail to build or parse."""
+
+    _fields: ClassVar[list[tuple[Any, ...]]] = [
+        ("status", tsp.PKIStatusInfo),
+        ("time_stamp_token", asn1_cms.ContentInfo, {"optional": True}),
+    ]
+
+
 @dataclass(frozen=True)
 class TimestampResponse:
     status: str  # granted, granted_with_mods, rejection, waiting, ...
@@ -136,7 +147,7 @@ class TimestampResponse:
 
 def load_response(der: bytes) -> TimestampResponse:
     """Parse a TimeStampResp (``application/timestamp-reply``)."""
-    response = load(tsp.TimeStampResp, der, "TimeStampResp")
+    response = load(_TimeStampResp, der, "TimeStampResp")
     status_info = response["status"]
     texts = status_info["status_string"].native
     fail = status_info["fail_info"].native
@@ -211,28 +222,35 @@ def _ess_matches(attrs: asn1_cms.CMSAttributes | None, cert: Certificate) -> str
         return "the token has no signed attributes"
     for attr in attrs:
         name = attr["type"].native
-        if name not in ("signing_certificate", "signing_certificate_v2"):
-            continue
-        first = attr["values"][0]["certs"][0]
-        if name == "signing_certificate":
-            hash_name = "sha1"
-        else:
-            hash_name = first["hash_algorithm"]["algorithm"].native
-        if hash_name == "sm3":
-            expected = hashes.sm3(cert.der)
-        else:
-            try:
-                expected = hashlib.new(hash_name, cert.der).digest()
-            except (ValueError, TypeError):
-                return f"ESS certificate hash {hash_name} is not supported"
-        if bytes(first["cert_hash"].native) != expected:
-            return "the ESS signing-certificate attribute does not match the TSA certificate"
-        serial = first["issuer_serial"]
-        if not isinstance(serial, core.Void) and serial.native is not None and int(
-                serial["serial_number"].native) != cert.serial_number:
-            return "the ESS signing-certificate serial does not match the TSA certificate"
-        return None
+        if name in ("signing_certificate", "signing_certificate_v2"):
+            return _ess_cert_id_problem(name, attr, cert)
     return "the token lacks the ESS signing-certificate attribute RFC 3161 requires"
+
+
+def _ess_cert_id_problem(name: str, attr: asn1_cms.CMSAttribute,
+                         cert: Certificate) -> str | None:
+    # Attacker-controlled: the SET OF values and the SEQUENCE OF certs may both be empty.
+    if not attr["values"] or not attr["values"][0]["certs"]:
+        return "the ESS signing-certificate attribute names no certificate"
+    first = attr["values"][0]["certs"][0]
+    if name == "signing_certificate":
+        hash_name = "sha1"
+    else:
+        hash_name = first["hash_algorithm"]["algorithm"].native
+    if hash_name == "sm3":
+        expected = hashes.sm3(cert.der)
+    else:
+        try:
+            expected = hashlib.new(hash_name, cert.der).digest()
+        except (ValueError, TypeError):
+            return f"ESS certificate hash {hash_name} is not supported"
+    if bytes(first["cert_hash"].native) != expected:
+        return "the ESS signing-certificate attribute does not match the TSA certificate"
+    serial = first["issuer_serial"]
+    if not isinstance(serial, core.Void) and serial.native is not None and int(
+            serial["serial_number"].native) != cert.serial_number:
+        return "the ESS signing-certificate serial does not match the TSA certificate"
+    return None
 
 
 def _tsa_certificate_problem(cert: Certificate) -> str | None:
@@ -398,5 +416,9 @@ def build_response(
         status_info["fail_info"] = set(failure_info)
     response: dict[str, object] = {"status": status_info}
     if token is not None:
-        response["time_stamp_token"] = load(asn1_cms.ContentInfo, token, "token")
-    return bytes(tsp.TimeStampResp(response).dump())
+        load(asn1_cms.ContentInfo, token, "token")  # DecodeError for a malformed token
+        # Embed a fresh, lazily parsed copy: once .native has been read, asn1crypto re-encodes
+        # the whole tree on dump (hundreds of ms for an RSA token), and a re-encoding need not
+        # reproduce the signed bytes.
+        response["time_stamp_token"] = asn1_cms.ContentInfo.load(token)
+    return bytes(_TimeStampResp(response).dump())
