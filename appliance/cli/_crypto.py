@@ -165,10 +165,13 @@ def _issue(args: argparse.Namespace) -> int:
     )
     start = dt.datetime.now(dt.UTC)
     end = start + dt.timedelta(days=_days(args.days))
+    if ca_cert.not_after <= start:
+        raise CliError(f"the CA certificate expired on {ca_cert.not_after:%Y-%m-%d}")
     if end > ca_cert.not_after:
-        # The certificate would stop validating when its CA expires: say so instead.
-        raise CliError(f"--days {args.days} outlives the CA certificate (valid until "
-                       f"{ca_cert.not_after:%Y-%m-%d}); shorten it")
+        # Past the CA's end the certificate would stop validating anyway: end with the CA.
+        end = ca_cert.not_after
+        print(f"medsign: note: validity shortened to end with the CA certificate "
+              f"({end:%Y-%m-%d %H:%M} UTC)", file=sys.stderr)
     cert = x509.issue_certificate(subject=request.subject_name, public_key=request.public_key(),
                                   signer=ca_key, issuer=ca_cert, not_before=start, not_after=end,
                                   extensions=ext)
