@@ -67,15 +67,57 @@ T = TypeVar("T", bound=core.Asn1Value)
 
 
 def load(spec: type[T], der: bytes, what: str) -> T:
-    """Parse ``der`` as ``spec`` strictly: DER only, no trailing bytes, fully parsed."""
+    """Parse ``der`` as ``spec`` strictly: no trailing bytes, fully parsed, and ``dump()`` of the
+    result (and of every part of it) returns exactly the bytes that were parsed."""
     if len(der) > MAX_DER_INPUT:
         raise DecodeError(f"{what} of {len(der)} bytes exceeds the {MAX_DER_INPUT} byte limit")
     if not der:
         raise DecodeError(f"empty {what}")
     try:
         value: T = spec.load(der, strict=True)
+        if isinstance(value, (core.Sequence, core.SequenceOf)):
+            value._parse_children(recurse=True)
+            _settle_defaults(value)
         # asn1crypto parses lazily; force the whole tree now so errors surface here, typed.
         value.native  # noqa: B018
+        _settle_defaults(value)
     except (ValueError, TypeError, KeyError, OverflowError, AttributeError) as exc:
         raise DecodeError(f"malformed {what}: {exc}") from exc
     return value
+
+
+def _settle_defaults(root: core.Asn1Value) -> None:
+    """Undo asn1crypto's "mutated" mark on omitted DEFAULT fields it filled in while parsing.
+
+    When a SEQUENCE omits a field whose DEFAULT is itself a structure (ESSCertIDv2's hashAlgorithm
+    in every RSA time-stamp token, for one), asn1crypto builds the default value and flags it as
+    mutated, so every ``dump()`` of an ancestor re-encodes the whole tree: slow (100+ ms for a
+    token) and, for input that was not canonical DER, different from the bytes that were signed.
+    The default is given its own encoding and the flag cleared; the parsed ancestors then keep
+    the bytes they were parsed from.  (This walks asn1crypto internals on purpose: children,
+    _header, _mutated, _parsed and _set_contents have been stable across its 1.x releases.)
+    """
+    stack: list[Any] = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, core.Choice):
+            stack.append(node.chosen)
+        elif isinstance(node, (core.ParsableOctetString, core.ParsableOctetBitString, core.Any)):
+            if node._parsed is not None:
+                stack.append(node._parsed[0])
+        elif isinstance(node, (core.Sequence, core.SequenceOf)) and node.children is not None:
+            for child in node.children:
+                if isinstance(child, tuple):  # not parsed yet: nothing was filled in
+                    continue
+                if isinstance(child, (core.Sequence, core.SequenceOf)) and child._header is None:
+                    _seal(child)
+                else:
+                    stack.append(child)
+
+
+def _seal(default: Any) -> None:
+    default._set_contents()
+    for child in default.children or ():
+        if isinstance(child, (core.Sequence, core.SequenceOf)):
+            _seal(child)
+    default._mutated = False
