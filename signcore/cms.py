@@ -52,7 +52,7 @@ from signcore.errors import (
 )
 from signcore.hashes import HashAlgorithm
 from signcore.path import ValidatedPath, validate_path
-from signcore.x509 import Certificate
+from signcore.x509 import Certificate, names_equal
 
 __all__ = [
     "CMSFlavor",
@@ -290,18 +290,9 @@ def _find_signer(sid: cms.SignerIdentifier, certs: Sequence[Certificate]) -> Cer
         issuer = sid.chosen["issuer"]
         serial = int(sid.chosen["serial_number"].native)
         return next((c for c in certs
-                     if c.serial_number == serial and _same_name(c.issuer_name, issuer)), None)
+                     if c.serial_number == serial and names_equal(c.issuer_name, issuer)), None)
     ski = bytes(sid.chosen)
     return next((c for c in certs if c.subject_key_identifier == ski), None)
-
-
-def _same_name(a: Any, b: Any) -> bool:
-    """RFC 5280 name comparison; asn1crypto raises ValueError when stringprep meets a hostile
-    string (an unassigned code point), and then only identical encodings match."""
-    try:
-        return bool(a == b)
-    except ValueError:
-        return bool(a.dump() == b.dump())
 
 
 def _attribute_value(attrs: cms.CMSAttributes, name: str) -> Any:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from signcore.errors import InvalidSignature, PathValidationError, SigncoreError
-from signcore.x509 import Certificate
+from signcore.x509 import Certificate, names_equal
 
 __all__ = ["ValidatedPath", "validate_path"]
 
@@ -49,7 +49,7 @@ class ValidatedPath:
 
 
 def _could_issue(issuer: Certificate, child: Certificate) -> bool:
-    if issuer.subject_name != child.issuer_name:
+    if not names_equal(issuer.subject_name, child.issuer_name):
         return False
     aki, ski = child.authority_key_identifier, issuer.subject_key_identifier
     return aki is None or ski is None or aki == ski

@@ -51,6 +51,7 @@ __all__ = [
     "load_certificates",
     "load_crl",
     "load_csr",
+    "names_equal",
     "parse_name",
 ]
 
@@ -190,6 +191,16 @@ def parse_name(text: str) -> x509.Name:
             raise ValueError(f"name component {part!r} lacks '='")
         rdns.append(x509.RelativeDistinguishedName([_attribute(key, value, not slash_form)]))
     return x509.Name(name="", value=x509.RDNSequence(rdns))
+
+
+def names_equal(a: x509.Name, b: x509.Name) -> bool:
+    """RFC 5280 section 7.1 name comparison (case and space folding).  asn1crypto raises
+    ValueError when stringprep meets a hostile string (an unassigned code point); then only
+    identical encodings match."""
+    try:
+        return bool(a == b)
+    except ValueError:
+        return bool(a.dump() == b.dump())
 
 
 def _escape(value: str) -> str:
@@ -510,7 +521,7 @@ class Certificate:
 
     @property
     def is_self_issued(self) -> bool:
-        return bool(self.tbs["subject"] == self.tbs["issuer"])
+        return names_equal(self.tbs["subject"], self.tbs["issuer"])
 
     def critical_extension_names(self) -> set[str]:
         return set(self._asn1.critical_extensions)

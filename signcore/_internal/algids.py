@@ -46,7 +46,8 @@ _DIGEST_BY_OID = {oid: alg for alg, oid in _DIGEST_OIDS.items()}
 
 
 def digest_algorithm_id(algorithm: HashAlgorithm) -> algos.DigestAlgorithm:
-    """DigestAlgorithmIdentifier with absent parameters (RFC 5754 section 2)."""
+    """DigestAlgorithmIdentifier.  asn1crypto writes NULL parameters for SHA-2 (RFC 5754 asks
+    for absent ones but requires receivers to accept both); SM3 gets absent parameters."""
     return algos.DigestAlgorithm({"algorithm": _DIGEST_OIDS[algorithm]})
 
 

@@ -332,3 +332,16 @@ def test_lookalikes_before_the_real_issuer_do_not_hide_it(pki: TestPKI) -> None:
     decoys = [_copy_with_key(pki.issuing, generate_private_key("ecdsa-p256")) for _ in range(5)]
     path = _validate(pki, pki.doctor, intermediates=(*decoys, pki.issuing))
     assert path.certificates == (pki.doctor, pki.issuing, pki.root)
+
+
+def test_names_asn1crypto_cannot_normalise_still_chain() -> None:
+    """An unassigned code point makes asn1crypto's RFC 5280 comparison raise; identical
+    encodings must still match (and nothing may raise out of path validation)."""
+    ca_key = generate_private_key("sm2")
+    root = issue_certificate(subject="CN=\u0378 root", public_key=ca_key.public_key(),
+                             signer=ca_key, days=30, extensions=Extensions(ca=True))
+    leaf_key = generate_private_key("sm2")
+    leaf = issue_certificate(subject="CN=leaf", public_key=leaf_key.public_key(), signer=ca_key,
+                             issuer=root, days=3)
+    assert root.is_self_issued
+    assert validate_path(leaf, trust_roots=[root]).root == root
