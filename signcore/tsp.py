@@ -277,12 +277,15 @@ def verify_token(
 
     The imprint is checked against ``data`` (hashed with the token's algorithm), ``digest`` or
     ``request`` (which also fixes nonce and policy).  The TSA chain is validated at ``at``, by
-    default the token's own genTime.
+    default the token's own genTime.  One of ``data``, ``digest`` or ``request`` is required: a
+    token is only evidence about the data it was issued for.
     """
+    if data is None and digest is None and request is None:
+        raise ValueError("give the time-stamped data, its digest or the request")
     info = parse_token(token)
     problems: list[str] = []
     expected = _expected_imprint(info, data, digest, request, problems)
-    if expected is not None and not hashes.constant_time_equal(expected, info.message_imprint):
+    if not hashes.constant_time_equal(expected, info.message_imprint):
         problems.append("the message imprint does not match the time-stamped data")
     if request is not None:
         if request.nonce != info.nonce:
@@ -308,13 +311,14 @@ def verify_token(
 
 
 def _expected_imprint(info: TimestampInfo, data: bytes | None, digest: bytes | None,
-                      request: TimestampRequest | None, problems: list[str]) -> bytes | None:
+                      request: TimestampRequest | None, problems: list[str]) -> bytes:
     if request is not None:
         if request.hash_algorithm is not info.hash_algorithm:
             problems.append("the token's hash algorithm differs from the request's")
         return request.message_imprint
     if data is not None:
         return hashes.digest(info.hash_algorithm, data)
+    assert digest is not None  # verify_token requires one of the three
     return digest
 
 
@@ -329,8 +333,10 @@ def verify_response(
     """Parse a TimeStampResp and verify its token against the request that asked for it."""
     parsed = load_response(response)
     if not parsed.granted or parsed.token is None:
-        detail = parsed.status_text or ", ".join(parsed.failure_info) or parsed.status
-        raise SigncoreError(f"the TSA refused the request: {detail}")
+        details = [parsed.status, *parsed.failure_info]
+        if parsed.status_text:
+            details.append(parsed.status_text)
+        raise SigncoreError(f"the TSA refused the request: {'; '.join(details)}")
     return verify_token(parsed.token, request=request, trust_roots=trust_roots,
                         intermediates=intermediates, certificates=certificates)
 

@@ -429,6 +429,15 @@ def verify_signed_bytes(tbs: bytes, algorithm_id: Any, signature: bytes,
     public_key.verify(signature, tbs, algorithm)
 
 
+def _signature_bits(value: core.OctetBitString) -> bytes:
+    """The signature octets; a BIT STRING with unused bits is refused (asn1crypto would drop
+    them silently, making the encoding malleable)."""
+    contents = value.contents
+    if not contents or contents[0] != 0:
+        raise InvalidSignature("the signature BIT STRING has unused bits")
+    return bytes(contents[1:])
+
+
 def _utc(value: dt.datetime) -> dt.datetime:
     if value.tzinfo is None:
         raise ValueError("naive datetime: pass an aware datetime (UTC)")
@@ -534,7 +543,7 @@ class Certificate:
     def verify_signature(self, issuer_public_key: PublicKey) -> None:
         """Raise InvalidSignature unless ``issuer_public_key`` signed this certificate."""
         verify_signed_bytes(self.tbs.dump(), self._asn1["signature_algorithm"],
-                            bytes(self._asn1["signature_value"]), issuer_public_key)
+                            _signature_bits(self._asn1["signature_value"]), issuer_public_key)
 
     def is_valid_at(self, when: dt.datetime) -> bool:
         return self.not_before <= when <= self.not_after
@@ -684,7 +693,7 @@ class CertificateRequest:
         """Check the proof of possession: raise InvalidSignature unless self-signed correctly."""
         verify_signed_bytes(self._asn1["certification_request_info"].dump(),
                             self._asn1["signature_algorithm"],
-                            bytes(self._asn1["signature"]), self.public_key())
+                            _signature_bits(self._asn1["signature"]), self.public_key())
 
 
 def build_csr(
@@ -797,7 +806,7 @@ class CRL:
     def verify_signature(self, issuer_public_key: PublicKey) -> None:
         verify_signed_bytes(self._asn1["tbs_cert_list"].dump(),
                             self._asn1["signature_algorithm"],
-                            bytes(self._asn1["signature"]), issuer_public_key)
+                            _signature_bits(self._asn1["signature"]), issuer_public_key)
 
 
 def build_crl(

@@ -740,3 +740,17 @@ def test_crl_byte_flips_never_verify(key_type: str, data: st.DataObject) -> None
     assume(bytes(der) != pki.crl.der)
     with pytest.raises(InvalidSignature):
         crl.verify_signature(pki.issuing.public_key())
+
+
+@pytest.mark.parametrize("key_type", KEY_TYPES)
+def test_signature_bit_string_with_unused_bits_is_refused(key_type: str) -> None:
+    """asn1crypto drops the unused-bits octet of a BIT STRING; a certificate whose signature
+    claims unused bits must not verify (the encoding would otherwise be malleable)."""
+    pki = cached_pki(key_type)
+    der = pki.doctor.der
+    signature = bytes(pki.doctor.asn1["signature_value"].contents)
+    assert signature[0] == 0
+    tampered = load_certificate(der.replace(signature, b"\x01" + signature[1:]))
+    pki.doctor.verify_signature(pki.issuing.public_key())
+    with pytest.raises(InvalidSignature, match="unused bits"):
+        tampered.verify_signature(pki.issuing.public_key())
