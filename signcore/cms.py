@@ -151,9 +151,7 @@ def _algorithm(signer: Signer, certificate: Certificate,
     public = signer.public_key()
     if public != certificate.public_key():
         raise InvalidKey("the signing key does not match the signer certificate")
-    algorithm = requested or public.default_signature_algorithm
-    algorithm.require_key_type(public.key_type)
-    return algorithm
+    return public.resolve_algorithm(requested)
 
 
 @dataclass(frozen=True)

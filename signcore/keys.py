@@ -104,14 +104,9 @@ class RSAPublicKey(PublicKey):
     def pyca(self) -> rsa.RSAPublicKey:
         return self._key
 
-    def _alg(self, algorithm: SignatureAlgorithm | None) -> SignatureAlgorithm:
-        algorithm = algorithm or self.default_signature_algorithm
-        algorithm.require_key_type(self.key_type)
-        return algorithm
-
     def verify(self, signature: bytes, data: bytes, algorithm: SignatureAlgorithm | None = None,
                *, signer_id: bytes = DEFAULT_SM2_ID) -> None:
-        alg = self._alg(algorithm)
+        alg = self.resolve_algorithm(algorithm)
         try:
             self._key.verify(signature, data, _rsa_padding(alg, verify=True), _pyca_hash(alg))
         except _PycaInvalidSignature:
@@ -119,7 +114,7 @@ class RSAPublicKey(PublicKey):
 
     def verify_digest(self, signature: bytes, digest: bytes,
                       algorithm: SignatureAlgorithm | None = None) -> None:
-        alg = self._alg(algorithm)
+        alg = self.resolve_algorithm(algorithm)
         try:
             self._key.verify(signature, digest, _rsa_padding(alg, verify=True),
                              utils.Prehashed(_pyca_hash(alg)))
@@ -152,11 +147,11 @@ class RSAPrivateKey(PrivateKey):
 
     def sign(self, data: bytes, algorithm: SignatureAlgorithm | None = None, *,
              signer_id: bytes = DEFAULT_SM2_ID) -> bytes:
-        alg = self._public._alg(algorithm)
+        alg = self._public.resolve_algorithm(algorithm)
         return self._key.sign(data, _rsa_padding(alg), _pyca_hash(alg))
 
     def sign_digest(self, digest: bytes, algorithm: SignatureAlgorithm | None = None) -> bytes:
-        alg = self._public._alg(algorithm)
+        alg = self._public.resolve_algorithm(algorithm)
         return self._key.sign(digest, _rsa_padding(alg), utils.Prehashed(_pyca_hash(alg)))
 
     def to_der(self, password: bytes | None = None) -> bytes:
@@ -181,14 +176,9 @@ class ECPublicKey(PublicKey):
     def pyca(self) -> pyca_ec.EllipticCurvePublicKey:
         return self._key
 
-    def _alg(self, algorithm: SignatureAlgorithm | None) -> SignatureAlgorithm:
-        algorithm = algorithm or self.default_signature_algorithm
-        algorithm.require_key_type(self.key_type)
-        return algorithm
-
     def verify(self, signature: bytes, data: bytes, algorithm: SignatureAlgorithm | None = None,
                *, signer_id: bytes = DEFAULT_SM2_ID) -> None:
-        alg = self._alg(algorithm)
+        alg = self.resolve_algorithm(algorithm)
         try:
             self._key.verify(signature, data, pyca_ec.ECDSA(_pyca_hash(alg)))
         except _PycaInvalidSignature:
@@ -196,7 +186,7 @@ class ECPublicKey(PublicKey):
 
     def verify_digest(self, signature: bytes, digest: bytes,
                       algorithm: SignatureAlgorithm | None = None) -> None:
-        alg = self._alg(algorithm)
+        alg = self.resolve_algorithm(algorithm)
         try:
             self._key.verify(signature, digest, pyca_ec.ECDSA(utils.Prehashed(_pyca_hash(alg))))
         except (_PycaInvalidSignature, ValueError):
@@ -226,11 +216,11 @@ class ECPrivateKey(PrivateKey):
 
     def sign(self, data: bytes, algorithm: SignatureAlgorithm | None = None, *,
              signer_id: bytes = DEFAULT_SM2_ID) -> bytes:
-        alg = self._public._alg(algorithm)
+        alg = self._public.resolve_algorithm(algorithm)
         return self._key.sign(data, pyca_ec.ECDSA(_pyca_hash(alg)))
 
     def sign_digest(self, digest: bytes, algorithm: SignatureAlgorithm | None = None) -> bytes:
-        alg = self._public._alg(algorithm)
+        alg = self._public.resolve_algorithm(algorithm)
         return self._key.sign(digest, pyca_ec.ECDSA(utils.Prehashed(_pyca_hash(alg))))
 
     def to_der(self, password: bytes | None = None) -> bytes:

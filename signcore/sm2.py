@@ -18,7 +18,7 @@ from signcore import ec
 from signcore._internal import evp, libcrypto
 from signcore._internal.keybase import PrivateKey, PublicKey
 from signcore.algorithms import DEFAULT_SM2_ID, KeyType, SignatureAlgorithm
-from signcore.errors import DecryptionError, InvalidKey, InvalidSignature, UnsupportedAlgorithm
+from signcore.errors import DecryptionError, InvalidKey, InvalidSignature
 from signcore.hashes import sm3
 
 # SubjectPublicKeyInfo { id-ecPublicKey, sm2p256v1 } followed by the BIT STRING header.
@@ -40,11 +40,6 @@ def compute_z(public_point: bytes, signer_id: bytes = DEFAULT_SM2_ID) -> bytes:
         raise InvalidKey(f"SM2 signer ID longer than {MAX_ID_BYTES} bytes")
     entl = (len(signer_id) * 8).to_bytes(2, "big")
     return sm3(entl + signer_id + _CURVE_PARAMS + public_point[1:])
-
-
-def _check_algorithm(algorithm: SignatureAlgorithm | None) -> None:
-    if algorithm is not None and algorithm is not SignatureAlgorithm.SM2_SM3:
-        raise UnsupportedAlgorithm(f"an SM2 key signs with sm2-sm3, not {algorithm.value}")
 
 
 def _is_one_der_sequence(data: bytes) -> bool:
@@ -123,7 +118,7 @@ class SM2PublicKey(PublicKey):
     def verify_digest(
         self, signature: bytes, digest: bytes, algorithm: SignatureAlgorithm | None = None
     ) -> None:
-        _check_algorithm(algorithm)
+        self.resolve_algorithm(algorithm)
         if len(digest) != 32:
             raise InvalidSignature("SM2 digest e must be 32 bytes")
         if not 8 <= len(signature) <= MAX_SIGNATURE_SIZE:
@@ -194,7 +189,7 @@ class SM2PrivateKey(PrivateKey):
         return self.sign_digest(self._public.digest(data, signer_id), algorithm)
 
     def sign_digest(self, digest: bytes, algorithm: SignatureAlgorithm | None = None) -> bytes:
-        _check_algorithm(algorithm)
+        self._public.resolve_algorithm(algorithm)
         if len(digest) != 32:
             raise ValueError("SM2 digest e must be 32 bytes")
         be = libcrypto.backend()

@@ -411,9 +411,7 @@ def key_identifier(public_key: PublicKey) -> bytes:
 
 def _sign(tbs: core.Asn1Value, signer: Signer, algorithm: SignatureAlgorithm | None
           ) -> tuple[algos.SignedDigestAlgorithm, bytes]:
-    public = signer.public_key()
-    algorithm = algorithm or public.default_signature_algorithm
-    algorithm.require_key_type(public.key_type)
+    algorithm = signer.public_key().resolve_algorithm(algorithm)
     signature = signer.sign(tbs.dump(), algorithm)
     return algids.signature_algorithm_id(algorithm), signature
 
@@ -629,7 +627,7 @@ def issue_certificate(
     ext_list.append(_ext("key_identifier", core.OctetString(key_identifier(public_key))))
     ext_list.append(_ext("authority_key_identifier",
                          x509.AuthorityKeyIdentifier({"key_identifier": authority_ki})))
-    algorithm = signature_algorithm or signer.public_key().default_signature_algorithm
+    algorithm = signer.public_key().resolve_algorithm(signature_algorithm)
     tbs = x509.TbsCertificate({
         "version": "v3",
         "serial_number": serial,
@@ -843,7 +841,7 @@ def build_crl(
     if delta_base is not None:
         crl_extensions.append({"extn_id": "delta_crl_indicator", "extn_value": delta_base,
                                "critical": True})
-    algorithm = signature_algorithm or signer.public_key().default_signature_algorithm
+    algorithm = signer.public_key().resolve_algorithm(signature_algorithm)
     tbs = _crl.TbsCertList({
         "version": "v2",
         "signature": algids.signature_algorithm_id(algorithm),

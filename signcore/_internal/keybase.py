@@ -19,6 +19,12 @@ class PublicKey(abc.ABC):
     def default_signature_algorithm(self) -> SignatureAlgorithm:
         return SignatureAlgorithm.default_for(self.key_type)
 
+    def resolve_algorithm(self, algorithm: SignatureAlgorithm | None) -> SignatureAlgorithm:
+        """``algorithm`` or this key type's default; UnsupportedAlgorithm if it does not fit."""
+        algorithm = algorithm or self.default_signature_algorithm
+        algorithm.require_key_type(self.key_type)
+        return algorithm
+
     @property
     @abc.abstractmethod
     def key_size(self) -> int:
