@@ -7,7 +7,6 @@ must read what OpenSSL writes; RSA PKCS#1 v1.5 and PSS signatures must verify bo
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from signcore.keys import (
     load_public_key,
 )
 from tests.support import gmssl_oracle
+from tests.support.peers import require_tool, run_tool
 
 pytestmark = pytest.mark.peer
 
@@ -34,26 +34,8 @@ _KEYS: dict[str, PrivateKey] = {}
 PSS = ["-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:32"]
 
 
-def _openssl() -> str:
-    """The openssl binary; a missing one skips locally and fails under CI=true.
-
-    (Local stand-in until the lead switches this module to tests.support.peers.require_tool.)
-    """
-    path = shutil.which("openssl")
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("openssl CLI not found (Debian package: openssl)")
-        pytest.skip("openssl CLI not found (Debian package: openssl)")
-    return path
-
-
 def _run(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-    cmd = [_openssl(), *map(str, args)]
-    proc = subprocess.run(cmd, capture_output=True, timeout=60, check=False)
-    if check and proc.returncode != 0:
-        pytest.fail(f"{' '.join(cmd)} exited {proc.returncode}:\n"
-                    f"{proc.stdout.decode(errors='replace')}{proc.stderr.decode(errors='replace')}")
-    return proc
+    return run_tool([require_tool("openssl"), *args], check=check)
 
 
 def _write(path: Path, data: bytes) -> Path:

@@ -7,9 +7,7 @@ signature signcore makes here is also verified by gmssl (``CheckedSM2Key``).
 
 from __future__ import annotations
 
-import os
 import secrets
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from signcore.keys import load_private_key, load_public_key
 from signcore.sm2 import SM2PrivateKey, SM2PublicKey
 from tests.support import gmssl_oracle
 from tests.support.gmssl_oracle import CheckedSM2Key
+from tests.support.peers import require_tool, run_tool
 
 pytestmark = pytest.mark.peer
 
@@ -30,26 +29,8 @@ DISTID = "distid:" + DEFAULT_SM2_ID.decode()
 BATCH = 20
 
 
-def _openssl() -> str:
-    """The openssl binary; a missing one skips locally and fails under CI=true.
-
-    (Local stand-in until the lead switches this module to tests.support.peers.require_tool.)
-    """
-    path = shutil.which("openssl")
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("openssl CLI not found (Debian package: openssl)")
-        pytest.skip("openssl CLI not found (Debian package: openssl)")
-    return path
-
-
 def _run(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-    cmd = [_openssl(), *map(str, args)]
-    proc = subprocess.run(cmd, capture_output=True, timeout=60, check=False)
-    if check and proc.returncode != 0:
-        pytest.fail(f"{' '.join(cmd)} exited {proc.returncode}:\n"
-                    f"{proc.stdout.decode(errors='replace')}{proc.stderr.decode(errors='replace')}")
-    return proc
+    return run_tool([require_tool("openssl"), *args], check=check)
 
 
 def _write(path: Path, data: bytes) -> Path:
