@@ -25,7 +25,7 @@ from signcore.sm2 import SM2PublicKey
 from signcore.x509 import Certificate
 from tests.support import gmssl_oracle
 from tests.support.peers import run_tool
-from tests.support.pki import TestPKI, cached_pki, write_pem
+from tests.support.pki import PkiFiles, TestPKI, cached_pki, write_pem
 
 pytestmark = pytest.mark.peer
 
@@ -34,28 +34,15 @@ DISTID = "distid:" + DEFAULT_SM2_ID.decode()
 CUSTOM_ID = b"wangwu@hospital.medsign.test"
 
 
-class Files:
-    """The PKI of one key type written where OpenSSL can read it."""
+class Files(PkiFiles):
+    """The PKI of one key type written where OpenSSL can read it, with the doctor as signer."""
 
     def __init__(self, pki: TestPKI, directory: Path) -> None:
-        self.pki = pki
-        self.dir = directory
-        self.root = write_pem(directory / "root.pem", pki.root)
-        self.issuing = write_pem(directory / "issuing.pem", pki.issuing)
-        self.chain = write_pem(directory / "chain.pem", pki.issuing, pki.root)
-        self.cert = write_pem(directory / "doctor.pem", pki.doctor)
-        self.key = directory / "doctor.key"
-        self.key.write_bytes(pki.doctor_key.to_pem())
-        self.pub = directory / "doctor-pub.pem"
-        self.pub.write_bytes(pki.doctor.public_key().to_pem())
-        self.data = directory / "data.bin"
-        self.data.write_bytes(DATA)
-
-    def path(self, name: str, content: bytes | None = None) -> Path:
-        target = self.dir / name
-        if content is not None:
-            target.write_bytes(content)
-        return target
+        super().__init__(pki, directory)
+        self.cert = self.cert_file("doctor")
+        self.key = self.key_file("doctor")
+        self.pub = self.path("doctor-pub.pem", pki.doctor.public_key().to_pem())
+        self.data = self.path("data.bin", DATA)
 
 
 @pytest.fixture(params=["rsa2048", "ecdsa-p256"])

@@ -9,20 +9,15 @@ import pytest
 
 from signcore import SignatureAlgorithm, cms, keys, x509
 from tests.support.peers import run_tool
-from tests.support.pki import cached_pki, write_pem
+from tests.support.pki import PkiFiles, cached_pki
 
 pytestmark = pytest.mark.peer
 
 
 @pytest.fixture(scope="module")
 def rsa_material(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    pki = cached_pki("rsa2048")
-    tmp = tmp_path_factory.mktemp("pss")
-    key = tmp / "doctor.key"
-    key.write_bytes(pki.doctor_key.to_pem())
-    cert = write_pem(tmp / "doctor.pem", pki.doctor)
-    root = write_pem(tmp / "root.pem", pki.root)
-    return key, cert, root
+    files = PkiFiles(cached_pki("rsa2048"), tmp_path_factory.mktemp("pss"))
+    return files.key_file("doctor"), files.cert_file("doctor"), files.root
 
 
 def test_openssl_default_salt_pss_raw_signature_verifies(

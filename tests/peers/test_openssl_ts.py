@@ -26,7 +26,7 @@ from signcore import tsp as sc_tsp
 from signcore.errors import SigncoreError
 from signcore.hashes import HashAlgorithm
 from tests.support.peers import run_tool
-from tests.support.pki import TestPKI, cached_pki, write_pem
+from tests.support.pki import PkiFiles, TestPKI, cached_pki, write_pem
 
 pytestmark = pytest.mark.peer
 
@@ -54,26 +54,15 @@ crypto_device = builtin
 """
 
 
-class Files:
-    def __init__(self, pki: TestPKI, directory: Path) -> None:
-        self.pki = pki
-        self.dir = directory
-        self.root = write_pem(directory / "root.pem", pki.root)
-        self.issuing = write_pem(directory / "issuing.pem", pki.issuing)
-        self.chain = write_pem(directory / "chain.pem", pki.issuing, pki.root)
-        self.tsa = write_pem(directory / "tsa.pem", pki.tsa)
-        self.tsa_key = directory / "tsa.key"
-        self.tsa_key.write_bytes(pki.tsa_key.to_pem())
-        self.doc = directory / "doc.txt"
-        self.doc.write_bytes(DOCUMENT)
-        self.other_doc = directory / "other.txt"
-        self.other_doc.write_bytes(DOCUMENT + b" ")
+class Files(PkiFiles):
+    """The PKI of one key type written where OpenSSL can read it, with the TSA as signer."""
 
-    def path(self, name: str, content: bytes | None = None) -> Path:
-        target = self.dir / name
-        if content is not None:
-            target.write_bytes(content)
-        return target
+    def __init__(self, pki: TestPKI, directory: Path) -> None:
+        super().__init__(pki, directory)
+        self.tsa = self.cert_file("tsa")
+        self.tsa_key = self.key_file("tsa")
+        self.doc = self.path("doc.txt", DOCUMENT)
+        self.other_doc = self.path("other.txt", DOCUMENT + b" ")
 
 
 @pytest.fixture

@@ -278,3 +278,27 @@ def write_pem(path: str | os.PathLike[str], *objs: _HasPem) -> Path:
     target = Path(path)
     target.write_bytes(b"".join(obj.to_pem() for obj in objs))
     return target
+
+
+class PkiFiles:
+    """A built PKI written where a command-line peer can read it: the CA certificates up front,
+    end-entity certificates and keys on request, and scratch files in the same directory."""
+
+    def __init__(self, pki: TestPKI, directory: Path) -> None:
+        self.pki = pki
+        self.dir = directory
+        self.root = write_pem(directory / "root.pem", pki.root)
+        self.issuing = write_pem(directory / "issuing.pem", pki.issuing)
+        self.chain = write_pem(directory / "chain.pem", pki.issuing, pki.root)
+
+    def cert_file(self, role: str) -> Path:
+        return write_pem(self.dir / f"{role}.pem", self.pki.certificate(role))
+
+    def key_file(self, role: str) -> Path:
+        return write_pem(self.dir / f"{role}.key", self.pki.key(role))
+
+    def path(self, name: str, content: bytes | None = None) -> Path:
+        target = self.dir / name
+        if content is not None:
+            target.write_bytes(content)
+        return target
