@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from signcore.sm2 import SM2PrivateKey, SM2PublicKey
+from tests.support import gmssl_oracle
 from tests.support.peers import LoopbackFactory, LoopbackProcess, Ready, StrPath, require_tool
 
 # No deadline anywhere: the CI machines are small and shared, and a timing flake is not a finding.
@@ -57,3 +59,29 @@ def loopback(tmp_path: Path) -> Iterator[LoopbackFactory]:
             return proc.start()
 
         yield start
+
+
+# Every SM2 signature the suite makes is also checked by gmssl, an independent implementation:
+# all SM2 signing goes through SM2PrivateKey.sign_digest, which is wrapped here for the whole
+# session (fixtures included); each test's teardown checks what was signed since the last check.
+_SIGNED: list[tuple[SM2PublicKey, bytes, bytes]] = []
+_sign_digest = SM2PrivateKey.sign_digest
+
+
+def _recording_sign_digest(self: SM2PrivateKey, digest: bytes, algorithm: object = None) -> bytes:
+    signature = _sign_digest(self, digest, algorithm)  # type: ignore[arg-type]
+    _SIGNED.append((self.public_key(), digest, signature))
+    return signature
+
+
+SM2PrivateKey.sign_digest = _recording_sign_digest  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def _sm2_signatures_checked_by_gmssl() -> Iterator[None]:
+    yield
+    made, _SIGNED[:] = list(_SIGNED), []
+    rejected = [sig.hex() for public, e, sig in made
+                if not gmssl_oracle.verify_digest(public, sig, e)]
+    assert not rejected, (f"gmssl rejects {len(rejected)} of {len(made)} SM2 signatures: "
+                          f"{rejected[:3]}")
