@@ -16,7 +16,7 @@ class BackendError(SigncoreError):
     """The platform libcrypto is missing, lacks SM2/SM3/SM4, or failed unexpectedly."""
 
 
-class UnsupportedAlgorithm(SigncoreError, ValueError):  # noqa: N818 - pyca's name, kept on purpose
+class UnsupportedAlgorithm(SigncoreError, ValueError):
     """The input names an algorithm, curve or structure signcore does not implement."""
 
 
@@ -28,12 +28,12 @@ class DecodeError(SigncoreError, ValueError):
     """
 
 
-class InvalidKey(SigncoreError, ValueError):  # noqa: N818 - pyca's name, kept on purpose
+class InvalidKey(SigncoreError, ValueError):
     """A key that decodes but is not acceptable: a point off the curve or at infinity, a private
     scalar outside [1, n-2] for SM2, a key too small, or a key of the wrong type for the call."""
 
 
-class InvalidSignature(SigncoreError):  # noqa: N818 - pyca's name, kept on purpose
+class InvalidSignature(SigncoreError):
     """A signature did not verify (raised by ``verify`` methods; never for malformed keys)."""
 
 

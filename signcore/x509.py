@@ -43,6 +43,7 @@ __all__ = [
     "CertificateRequest",
     "Extensions",
     "RevokedCertificate",
+    "UnsignedRequest",
     "build_crl",
     "build_csr",
     "format_name",
@@ -53,6 +54,7 @@ __all__ = [
     "load_csr",
     "names_equal",
     "parse_name",
+    "prepare_csr",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -694,13 +696,41 @@ class CertificateRequest:
                             _signature_bits(self._asn1["signature"]), self.public_key())
 
 
-def build_csr(
-    signer: Signer,
+@dataclass(frozen=True)
+class UnsignedRequest:
+    """A PKCS#10 request waiting for its proof-of-possession signature.
+
+    For signers that cannot sign synchronously (a phone co-signing over the network): sign
+    :attr:`to_be_signed` (for SM2: ``e = SM3(Z || to_be_signed)`` with the default ID) and
+    pass the signature to :meth:`finish`.
+    """
+
+    info: _csr.CertificationRequestInfo
+    public_key: PublicKey
+    algorithm: SignatureAlgorithm
+
+    @property
+    def to_be_signed(self) -> bytes:
+        return bytes(self.info.dump())
+
+    def finish(self, signature: bytes) -> CertificateRequest:
+        """Assemble the request; InvalidSignature if ``signature`` does not prove possession."""
+        request = CertificateRequest(_csr.CertificationRequest({
+            "certification_request_info": self.info,
+            "signature_algorithm": algids.signature_algorithm_id(self.algorithm),
+            "signature": signature,
+        }))
+        request.verify()
+        return request
+
+
+def prepare_csr(
+    public_key: PublicKey,
     subject: x509.Name | str,
     extensions: Extensions | None = None,
     signature_algorithm: SignatureAlgorithm | None = None,
-) -> CertificateRequest:
-    """A PKCS#10 request signed by ``signer`` (a private key or a two-party co-signer)."""
+) -> UnsignedRequest:
+    """The CertificationRequestInfo of a request for ``public_key``, to be signed separately."""
     attributes = []
     if extensions is not None:
         requested = _extension_list(extensions)
@@ -709,14 +739,21 @@ def build_csr(
     info = _csr.CertificationRequestInfo({
         "version": "v1",
         "subject": _as_name(subject),
-        "subject_pk_info": load(x509.PublicKeyInfo, signer.public_key().to_der(), "public key"),
+        "subject_pk_info": load(x509.PublicKeyInfo, public_key.to_der(), "public key"),
         "attributes": attributes,
     })
-    alg_id, signature = _sign(info, signer, signature_algorithm)
-    return CertificateRequest(_csr.CertificationRequest({
-        "certification_request_info": info, "signature_algorithm": alg_id,
-        "signature": signature,
-    }))
+    return UnsignedRequest(info, public_key, public_key.resolve_algorithm(signature_algorithm))
+
+
+def build_csr(
+    signer: Signer,
+    subject: x509.Name | str,
+    extensions: Extensions | None = None,
+    signature_algorithm: SignatureAlgorithm | None = None,
+) -> CertificateRequest:
+    """A PKCS#10 request signed by ``signer`` (a private key or a two-party co-signer)."""
+    unsigned = prepare_csr(signer.public_key(), subject, extensions, signature_algorithm)
+    return unsigned.finish(signer.sign(unsigned.to_be_signed, unsigned.algorithm))
 
 
 def load_csr(data: bytes) -> CertificateRequest:

@@ -144,6 +144,9 @@ int BN_num_bits(const BIGNUM *a);
 void BN_set_flags(BIGNUM *b, int n);
 BN_CTX *BN_CTX_new(void);
 void BN_CTX_free(BN_CTX *c);
+typedef struct bn_mont_ctx_st BN_MONT_CTX;
+int BN_mod_exp_mont_consttime(BIGNUM *rr, const BIGNUM *a, const BIGNUM *p, const BIGNUM *m,
+                              BN_CTX *ctx, BN_MONT_CTX *in_mont);
 """
 
 # Selections and constants from <openssl/core_dispatch.h>, <openssl/ec.h>, <openssl/obj_mac.h>.
