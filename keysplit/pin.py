@@ -180,6 +180,13 @@ class PinRecord:
         outcome = self.verify(old_proof)
         if outcome.error is not None:
             return outcome
+        current = outcome.record
+        if hmac.compare_digest(_verifier(current.pin_key, new_proof), current.verifier):
+            # The "new" PIN is the current one: keep its key.  A pending key for it could never
+            # commit (verify matches the current key first), so the share the phone re-wraps
+            # under it would never open again.
+            record = dataclasses.replace(current, pending_pin_key=None, pending_verifier=None)
+            return PinOutcome(record, outcome.unwrap, outcome.unwrap)
         pin_key = os.urandom(PIN_KEY_SIZE)
         record = dataclasses.replace(outcome.record, pending_pin_key=pin_key,
                                      pending_verifier=_verifier(pin_key, new_proof))
