@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
-import os
-import resource
 import secrets
 import shutil
 import subprocess
@@ -31,6 +29,9 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+
+# The timing loop, the clocks and CPU pinning, shared with bench/keysplit.py.
+from _common import BenchError, Clock, Op, ops_per_second, pin_to_cpu, user_cpu_time
 
 import signcore
 from signcore import SignatureAlgorithm, ec
@@ -40,14 +41,6 @@ from signcore.sm2 import SM2PrivateKey
 GOAL = 0.9
 GOAL_OPERATIONS = ("SM2 sign", "SM2 verify", "RSA-2048 sign")
 MESSAGE = bytes(range(32))  # a document digest: what the appliance signs most
-MIN_BATCH_SECONDS = 0.01  # check the clock about every 10 ms, so its cost does not count
-
-Op = Callable[[], object]
-Clock = Callable[[], float]
-
-
-class BenchError(Exception):
-    """A tool is missing or its output cannot be read: the run cannot produce a ratio."""
 
 
 @dataclass
@@ -78,50 +71,6 @@ class RunInfo:
     rounds: int
     clock: str
     versions: dict[str, str]
-
-
-# --- clocks and timing --------------------------------------------------------------------------
-
-
-def user_cpu_time() -> float:
-    """User CPU seconds of this process: what ``openssl speed`` counts unless ``-elapsed``."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_utime
-
-
-def ops_per_second(op: Op, seconds: float, clock: Clock) -> float:
-    """Run ``op`` for about ``seconds`` of ``clock`` time; calls per second.
-
-    The first doubling batches warm up caches and find a batch size that takes MIN_BATCH_SECONDS,
-    so that reading the clock is a negligible part of what is measured.
-    """
-    batch = 1
-    while True:
-        start = clock()
-        for _ in range(batch):
-            op()
-        if clock() - start >= MIN_BATCH_SECONDS:
-            break
-        batch *= 2
-    count, start = 0, clock()
-    while clock() - start < seconds:
-        for _ in range(batch):
-            op()
-        count += batch
-    return count / (clock() - start)
-
-
-def pin_to_cpu(cpu: int | None) -> int:
-    """Pin this process (and so every child it starts later) to one CPU; that CPU.
-
-    By default the highest-numbered allowed CPU, which is usually the one that handles the
-    fewest interrupts.
-    """
-    allowed = os.sched_getaffinity(0)
-    chosen = max(allowed) if cpu is None else cpu
-    if chosen not in allowed:
-        raise BenchError(f"CPU {chosen} is not available to this process ({sorted(allowed)})")
-    os.sched_setaffinity(0, {chosen})
-    return chosen
 
 
 # --- openssl speed ------------------------------------------------------------------------------

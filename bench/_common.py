@@ -1,0 +1,67 @@
+"""What the benchmarks share: pinning to one CPU, the clocks, and the timing loop.
+
+Kept in one place so that every benchmark measures the same way (bench/README.md, "How noise is
+kept down"): a figure from ``crypto.py`` and one from ``keysplit.py`` then differ only by what
+they measure.  The benchmarks run as scripts, so this module is imported as ``_common`` from the
+directory they share.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+from collections.abc import Callable
+
+#: The directory of the benchmarks, exactly as Python put it first on sys.path for a script
+#: (the real path), so that a benchmark can drop it again (bench/keysplit.py must).
+BENCH_DIR = os.path.dirname(os.path.realpath(__file__))
+
+MIN_BATCH_SECONDS = 0.01  # check the clock about every 10 ms, so its cost does not count
+
+Op = Callable[[], object]
+Clock = Callable[[], float]
+
+
+class BenchError(Exception):
+    """A tool is missing or its output cannot be read: the run cannot produce a ratio."""
+
+
+def user_cpu_time() -> float:
+    """User CPU seconds of this process: what ``openssl speed`` counts unless ``-elapsed``."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_utime
+
+
+def ops_per_second(op: Op, seconds: float, clock: Clock) -> float:
+    """Run ``op`` for about ``seconds`` of ``clock`` time; calls per second.
+
+    The first doubling batches warm up caches and find a batch size that takes MIN_BATCH_SECONDS,
+    so that reading the clock is a negligible part of what is measured.
+    """
+    batch = 1
+    while True:
+        start = clock()
+        for _ in range(batch):
+            op()
+        if clock() - start >= MIN_BATCH_SECONDS:
+            break
+        batch *= 2
+    count, start = 0, clock()
+    while clock() - start < seconds:
+        for _ in range(batch):
+            op()
+        count += batch
+    return count / (clock() - start)
+
+
+def pin_to_cpu(cpu: int | None) -> int:
+    """Pin this process (and so every child it starts later) to one CPU; that CPU.
+
+    By default the highest-numbered allowed CPU, which is usually the one that handles the
+    fewest interrupts.
+    """
+    allowed = os.sched_getaffinity(0)
+    chosen = max(allowed) if cpu is None else cpu
+    if chosen not in allowed:
+        raise BenchError(f"CPU {chosen} is not available to this process ({sorted(allowed)})")
+    os.sched_setaffinity(0, {chosen})
+    return chosen
