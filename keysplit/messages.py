@@ -209,19 +209,28 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
 M = TypeVar("M", bound=Message)
 
 
-def decode(data: bytes | str, expected: type[M]) -> M:
-    """Parse and validate a message of type ``expected``; MalformedMessage for anything else."""
+def _parse(data: bytes | str) -> Any:
+    """JSON from UTF-8 only (json.loads would also take UTF-16/32 bytes and a BOM), within the
+    size limit; too deeply nested JSON is MalformedMessage too, not a RecursionError."""
     if len(data) > MAX_MESSAGE_BYTES:
         raise MalformedMessage(f"message larger than {MAX_MESSAGE_BYTES} bytes")
     try:
-        body = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedMessage(f"not JSON: {exc}") from None
+        raw = data.encode() if isinstance(data, str) else data
+        if len(raw) > MAX_MESSAGE_BYTES:
+            raise ValueError(f"larger than {MAX_MESSAGE_BYTES} bytes")
+        return json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # UnicodeError is a ValueError
+        raise MalformedMessage(f"not UTF-8 JSON: {str(exc)[:100]}") from None
+
+
+def decode(data: bytes | str, expected: type[M]) -> M:
+    """Parse and validate a message of type ``expected``; MalformedMessage for anything else."""
+    body = _parse(data)
     if not isinstance(body, dict):
         raise MalformedMessage("a message is a JSON object")
     if body.get("protocol") != PROTOCOL:
         raise MalformedMessage(f"not a {PROTOCOL} message")
-    if body.get("v") != VERSION or isinstance(body.get("v"), bool):
+    if type(body.get("v")) is not int or body["v"] != VERSION:  # not True, 1.0 or "1"
         raise MalformedMessage(f"unsupported protocol version {body.get('v')!r} (expected "
                                f"{VERSION})")
     if body.get("type") != expected.TYPE:
@@ -284,10 +293,7 @@ def _check_item_counts(message: Message) -> None:
 
 def peek_type(data: bytes | str) -> str:
     """The ``type`` of a message, to dispatch on (the message is not validated)."""
-    try:
-        body = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise MalformedMessage("not JSON") from None
+    body = _parse(data)
     kind = body.get("type") if isinstance(body, dict) else None
     if not isinstance(kind, str) or kind not in MESSAGE_TYPES:
         raise MalformedMessage(f"unknown message type {kind!r}")
