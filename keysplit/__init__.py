@@ -11,7 +11,7 @@ Server side: :mod:`keysplit.sm2` (co-keygen, co-sign), :mod:`keysplit.rsa`, :mod
 Phone side (the reference implementation the SDKs follow): :mod:`keysplit.phone`.
 """
 
-from keysplit import messages, phone, pin, sm2
+from keysplit import messages, phone, pin, rsa, sm2
 from keysplit.errors import (
     DigestMismatch,
     InvalidPoint,
@@ -55,5 +55,6 @@ __all__ = [
     "messages",
     "phone",
     "pin",
+    "rsa",
     "sm2",
 ]

@@ -209,6 +209,17 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
 M = TypeVar("M", bound=Message)
 
 
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Two values for one field would let two parsers read two different messages."""
+    body = dict(pairs)
+    if len(body) != len(pairs):
+        raise ValueError("a field appears twice")
+    return body
+
+
+_ABSENT = object()
+
+
 def _parse(data: bytes | str) -> Any:
     """JSON from UTF-8 only (json.loads would also take UTF-16/32 bytes and a BOM), within the
     size limit; too deeply nested JSON is MalformedMessage too, not a RecursionError."""
@@ -218,7 +229,7 @@ def _parse(data: bytes | str) -> Any:
         raw = data.encode() if isinstance(data, str) else data
         if len(raw) > MAX_MESSAGE_BYTES:
             raise ValueError(f"larger than {MAX_MESSAGE_BYTES} bytes")
-        return json.loads(raw.decode("utf-8"))
+        return json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
     except (ValueError, RecursionError) as exc:  # UnicodeError is a ValueError
         raise MalformedMessage(f"not UTF-8 JSON: {str(exc)[:100]}") from None
 
@@ -239,7 +250,7 @@ def decode(data: bytes | str, expected: type[M]) -> M:
     unknown = set(body) - set(fields) - {"protocol", "v", "type"}
     if unknown:
         raise MalformedMessage(f"unknown fields {sorted(unknown)}")
-    values = {name: _decode_field(f, body.get(name)) for name, f in fields.items()}
+    values = {name: _decode_field(f, body.get(name, _ABSENT)) for name, f in fields.items()}
     message = expected(**values)
     _check_item_counts(message)
     return message
@@ -247,13 +258,15 @@ def decode(data: bytes | str, expected: type[M]) -> M:
 
 def _decode_field(f: dataclasses.Field[Any], raw: Any) -> Any:
     meta = f.metadata
+    if raw is None:
+        raise MalformedMessage(f"field {f.name} must not be null (omit an optional field)")
     if f.type in ("bool", bool):
-        if raw is None:
+        if raw is _ABSENT:
             return f.default
         if not isinstance(raw, bool):
             raise MalformedMessage(f"field {f.name} must be true or false")
         return raw
-    if raw is None:
+    if raw is _ABSENT:
         if meta.get("optional"):
             return None
         raise MalformedMessage(f"field {f.name} is missing")

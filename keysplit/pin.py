@@ -29,6 +29,12 @@ Threat model:
 - A passive observer of the (TLS-protected) traffic who records ``pin_proof`` can replay it only
   through a device-authenticated request of that signer's bound phone; the appliance binds every
   request to the device key.
+- Unlocking a locked share after the signer's identity was re-verified keeps the PIN and grants
+  another ``max_failures`` guesses: the identity check, not the counter, bounds the total.
+- An auto-sign window works by the phone caching ``unwrap`` (the server skips the PIN check for
+  that session); whoever holds the phone during the window can sign through the server, and
+  the cached key opens the share until the PIN changes.  The phone must drop it when the window
+  ends, and the server refuses PIN-less sessions outside an authorization.
 - Residual: CPython's big-integer and HMAC code is not constant-time; the comparison of the
   verifier is (``hmac.compare_digest``).
 

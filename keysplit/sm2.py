@@ -283,6 +283,8 @@ class SM2Server:
         _check_reply(commit, state.session, state.nonce, state.seen)
         if commit.digests != state.digests:
             raise DigestMismatch("the digests differ from the ones this session was opened for")
+        if len(commit.q1) != len(state.digests):
+            raise MalformedMessage("one Q1 per digest is required")
         q1 = [_point(point, f"Q1[{i}]") for i, point in enumerate(commit.q1)]
         unwrap = None
         if state.require_pin:
@@ -312,7 +314,8 @@ class SM2Server:
             except InvalidKey:  # k3*Q1 = -k2*G
                 continue
             r = (e + point.x) % n
-            if r != 0:
+            # r = 0 is not a signature; r + k2 = 0 would make s3 = 0, which the phone refuses.
+            if r != 0 and (r + k2) % n != 0:
                 break
         s2 = d2 * k3 % n
         s3 = d2 * (r + k2) % n

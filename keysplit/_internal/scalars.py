@@ -4,7 +4,7 @@ Point multiplications by these scalars happen in libcrypto (``signcore.ec``).  T
 arithmetic on scalars runs on CPython integers; inversion uses Fermat's little theorem, whose
 square-and-multiply follows the bits of the public exponent n - 2, not of the secret.  CPython's
 bignum arithmetic is not designed to be constant-time: that residual timing channel is part of
-the threat model in ``keysplit/__init__.py``.
+the threat model in ``keysplit/pin.py``.
 """
 
 from __future__ import annotations

@@ -189,7 +189,7 @@ def test_missing_or_null_required_fields(cls: type[Message]) -> None:
         del body[name]
         refused(raw(body), cls, f"field {name} is missing")
         body[name] = None
-        refused(raw(body), cls, f"field {name} is missing")
+        refused(raw(body), cls, f"field {name} must not be null")
 
 
 def test_mistyped_fields() -> None:
@@ -198,10 +198,7 @@ def test_mistyped_fields() -> None:
                         ("digests", b64(os.urandom(32))), ("digests", [5]),
                         ("require_pin", 1), ("require_pin", "true"), ("require_pin", None)]:
         changed = dict(body, **{name: value})
-        if value is None:
-            assert decode(raw(changed), CosignOffer).require_pin is True  # null = absent
-            continue
-        refused(raw(changed), CosignOffer)
+        refused(raw(changed), CosignOffer)  # null is refused too: senders omit optional fields
 
 
 @pytest.mark.parametrize("mangle", [
@@ -342,3 +339,15 @@ def test_peek_type() -> None:
                  b'{"type":["cosign.done"]}'):
         with pytest.raises(MalformedMessage, match="unknown message type"):
             peek_type(data)
+
+
+def test_null_optional_field_and_duplicate_keys_are_refused() -> None:
+    body = body_of(example(CosignCommit))
+    body["pin_proof"] = None
+    refused(raw(body), CosignCommit, "must not be null")
+    del body["pin_proof"]
+    assert decode(raw(body), CosignCommit).pin_proof is None
+    text = raw(body_of(example(CosignOffer)))
+    duplicated = text.replace(b'"require_pin":', b'"require_pin":false,"require_pin":', 1)
+    assert duplicated != text
+    refused(duplicated, CosignOffer, "appears twice")

@@ -222,6 +222,21 @@ def test_r_zero_the_server_draws_new_k2_k3(enrollment: Enrollment) -> None:
     check(en, run.signatures[0], digest)
 
 
+def test_s3_zero_the_server_draws_new_k2_k3(enrollment: Enrollment) -> None:
+    """r + k2 = 0 would make s3 = d2*(r + k2) = 0, which the phone must refuse as a scalar:
+    the server picks new k2, k3 instead of sending it."""
+    en = enrollment
+    k1, k2, k3 = 0x4444, 0x5555, 0x6666
+    _, x1 = first_k(k1, k2, k3)
+    e = (-k2 - x1) % N  # r = e + x1 = -k2 with the first k2, k3
+    digest = scalars.encode(e)
+    server = Recorder(fixed_scalars(k2, k3, then=scalars.random_scalar))
+    run = cosign(en, [digest], phone_random=fixed_scalars(k1), server_random=server)
+    assert len(server.drawn) == 4
+    assert scalars.decode(run.responses[0].s3[0]) != 0
+    check(en, run.signatures[0], digest)
+
+
 def forced_phone_retry(en: Enrollment, r_of_k: str) -> None:
     """Make the phone's first s equal 0 or n - r; it must send a second commit."""
     k1, k2, k3 = (scalars.random_scalar() for _ in range(3))
