@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from collections.abc import Sequence
 from typing import Any
 
 from keysplit._internal import scalars
+from keysplit._internal.session import check_reply, fresh_nonce
 from keysplit.errors import (
     DigestMismatch,
     InvalidPoint,
@@ -23,11 +23,9 @@ from keysplit.errors import (
     KeysplitError,
     MalformedMessage,
     OutOfOrder,
-    ReplayError,
     SignatureRejected,
 )
 from keysplit.messages import (
-    NONCE_SIZE,
     CosignCommit,
     CosignDone,
     CosignOffer,
@@ -36,7 +34,6 @@ from keysplit.messages import (
     KeygenCommit,
     KeygenOffer,
     KeygenResult,
-    Reply,
     RsaCommit,
     RsaOffer,
     RsaResult,
@@ -51,17 +48,6 @@ from signcore.algorithms import SignatureAlgorithm
 from signcore.der import encode_ecdsa_signature
 from signcore.errors import InvalidKey, InvalidSignature
 from signcore.sm2 import SM2PublicKey
-
-
-def _fresh() -> bytes:
-    return os.urandom(NONCE_SIZE)
-
-
-def _check_answer(message: Reply, session: bytes, my_nonce: bytes | None) -> None:
-    if message.session != session:
-        raise OutOfOrder("the message belongs to another session")
-    if my_nonce is None or message.reply_to != my_nonce:
-        raise ReplayError("the message does not answer this phone's latest message")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,14 +111,14 @@ class PhoneKeygen:
             raise OutOfOrder("this keygen already started")
         self._d1 = self._random()
         p1 = ec.mul_base(scalars.inverse(self._d1))  # d1^-1 * G
-        self._session, self._nonce = offer.session, _fresh()
+        self._session, self._nonce = offer.session, fresh_nonce()
         return KeygenCommit(session=offer.session, nonce=self._nonce, reply_to=offer.nonce,
                             p1=p1.encode(), pin_proof=self._proof)
 
     def finish(self, result: KeygenResult) -> PhoneShare:
         if self._d1 is None or self._session is None:
             raise OutOfOrder("keygen.result before keygen.commit")
-        _check_answer(result, self._session, self._nonce)
+        check_reply(result, self._session, self._nonce)
         try:
             ec.decode_point(result.public_key)
         except InvalidKey:
@@ -186,7 +172,7 @@ class PhoneCosigner:
         assert self._offer is not None
         self._k1 = [self._random() for _ in self._offer.digests]
         q1 = tuple(ec.mul_base(k).encode() for k in self._k1)
-        self._nonce = _fresh()
+        self._nonce = fresh_nonce()
         return CosignCommit(session=self._offer.session, nonce=self._nonce, reply_to=reply_to,
                             digests=self._offer.digests, q1=q1,
                             pin_proof=self._proof if self._offer.require_pin else None)
@@ -196,7 +182,7 @@ class PhoneCosigner:
         offer = self._offer
         if offer is None or not self._k1:
             raise OutOfOrder("cosign.response before cosign.commit")
-        _check_answer(response, offer.session, self._nonce)
+        check_reply(response, offer.session, self._nonce)
         if response.item_count != len(offer.digests):
             raise MalformedMessage("one (r, s2, s3) per digest is required")
         d1 = self._share.open(self._unwrap_key(response))
@@ -216,7 +202,7 @@ class PhoneCosigner:
             signatures.append(signature)
         self._k1 = []
         self._signatures = tuple(signatures)
-        self._nonce = _fresh()
+        self._nonce = fresh_nonce()
         return CosignResult(session=offer.session, nonce=self._nonce, reply_to=response.nonce,
                             signatures=self._signatures)
 
@@ -237,7 +223,7 @@ class PhoneCosigner:
         """The signatures, once the server confirmed it accepted them."""
         if not self._signatures or self._offer is None:
             raise OutOfOrder("cosign.done before cosign.result")
-        _check_answer(done, self._offer.session, self._nonce)
+        check_reply(done, self._offer.session, self._nonce)
         return self._signatures
 
 
@@ -281,7 +267,7 @@ class PhoneRsaSigner:
             raise DigestMismatch("the offer's digests are not the documents shown")
         if offer.require_pin and self._proof is None:
             raise MalformedMessage("this signing requires the PIN")
-        self._offer, self._nonce = offer, _fresh()
+        self._offer, self._nonce = offer, fresh_nonce()
         return RsaUnlock(session=offer.session, nonce=self._nonce, reply_to=offer.nonce,
                          pin_proof=self._proof if offer.require_pin else None)
 
@@ -289,14 +275,14 @@ class PhoneRsaSigner:
         offer = self._offer
         if offer is None:
             raise OutOfOrder("rsa.unlocked before rsa.unlock")
-        _check_answer(unlocked, offer.session, self._nonce)
+        check_reply(unlocked, offer.session, self._nonce)
         key = unlocked.unwrap or self._unwrap
         if key is None:
             raise KeysplitError("no unwrap key: a PIN-less session needs the cached one")
         secret = RsaPhoneSecret(self._modulus, PUBLIC_EXPONENT, self._share.open(key))
         size = len(self._share.public_key)
         partials = tuple(secret.partial(d).to_bytes(size, "big") for d in offer.digests)
-        self._nonce = _fresh()
+        self._nonce = fresh_nonce()
         return RsaCommit(session=offer.session, nonce=self._nonce, reply_to=unlocked.nonce,
                          partials=partials)
 
@@ -304,7 +290,7 @@ class PhoneRsaSigner:
         offer = self._offer
         if offer is None:
             raise OutOfOrder("rsa.result before rsa.commit")
-        _check_answer(result, offer.session, self._nonce)
+        check_reply(result, offer.session, self._nonce)
         if len(result.signatures) != len(offer.digests):
             raise MalformedMessage("one signature per digest is required")
         public = RsaServerShare(self._modulus, PUBLIC_EXPONENT, 1).public_key()

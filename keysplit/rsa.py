@@ -18,26 +18,23 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import secrets
 from collections.abc import Sequence
 from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric import rsa as pyca_rsa
 
+from keysplit._internal.session import check_reply, fresh_nonce, new_session
 from keysplit.errors import (
     DigestMismatch,
     InvalidScalar,
     MalformedMessage,
     OutOfOrder,
-    ReplayError,
     SignatureRejected,
 )
 from keysplit.messages import (
     DIGEST_SIZE,
     MAX_ITEMS,
-    NONCE_SIZE,
-    SESSION_SIZE,
     Reply,
     RsaCommit,
     RsaOffer,
@@ -176,12 +173,7 @@ class RsaState:
 def _check(message: Reply, state: RsaState, phase: Phase) -> None:
     if state.phase != phase:
         raise OutOfOrder(f"a {type(message).__name__} is not expected now (phase {state.phase})")
-    if message.session != state.session:
-        raise OutOfOrder("the message belongs to another session")
-    if message.reply_to != state.nonce:
-        raise ReplayError("the message does not answer the server's latest message")
-    if message.nonce in state.seen or message.nonce == state.nonce:
-        raise ReplayError("the message reuses a nonce")
+    check_reply(message, state.session, state.nonce, state.seen)
 
 
 class RsaServer:
@@ -195,7 +187,7 @@ class RsaServer:
         items = tuple(digests)
         if not 0 < len(items) <= MAX_ITEMS or any(len(d) != DIGEST_SIZE for d in items):
             raise ValueError(f"1 to {MAX_ITEMS} SHA-256 digests")
-        session, nonce = os.urandom(SESSION_SIZE), os.urandom(NONCE_SIZE)
+        session, nonce = new_session()
         state = RsaState(session, "await_unlock", nonce, items, require_pin)
         modulus = _to_bytes(self._share.modulus, self._share.size)
         return state, RsaOffer(session=session, nonce=nonce, modulus=modulus, digests=items,
@@ -211,7 +203,7 @@ class RsaServer:
             if unlock is None:
                 raise ValueError("a PIN-protected session needs an unlock function")
             unwrap = unlock(message.pin_proof)
-        nonce = os.urandom(NONCE_SIZE)
+        nonce = fresh_nonce()
         new_state = dataclasses.replace(state, phase="await_commit", nonce=nonce,
                                         seen=(*state.seen, message.nonce))
         return new_state, RsaUnlocked(session=state.session, nonce=nonce,
@@ -235,7 +227,7 @@ class RsaServer:
             except InvalidSignature:
                 raise SignatureRejected(f"partial signature {i} is not the phone's") from None
             signatures.append(signature)
-        nonce = os.urandom(NONCE_SIZE)
+        nonce = fresh_nonce()
         done = dataclasses.replace(state, phase="done", nonce=nonce,
                                    seen=(*state.seen, commit.nonce))
         result = RsaResult(session=state.session, nonce=nonce, reply_to=commit.nonce,

@@ -24,24 +24,21 @@ keep them in the database between requests.  A refused message raises a
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from keysplit._internal import scalars
+from keysplit._internal.session import check_reply, fresh_nonce, new_session
 from keysplit.errors import (
     DigestMismatch,
     InvalidPoint,
     MalformedMessage,
     OutOfOrder,
-    ReplayError,
     SignatureRejected,
 )
 from keysplit.messages import (
     DIGEST_SIZE,
     MAX_ITEMS,
-    NONCE_SIZE,
-    SESSION_SIZE,
     CosignCommit,
     CosignDone,
     CosignOffer,
@@ -50,7 +47,6 @@ from keysplit.messages import (
     KeygenCommit,
     KeygenOffer,
     KeygenResult,
-    Reply,
 )
 from keysplit.pin import DEFAULT_MAX_FAILURES, PinRecord
 from signcore import ec
@@ -70,25 +66,11 @@ def key_id(public_point: bytes) -> bytes:
     return sm3(public_point)[:16]
 
 
-def _fresh() -> bytes:
-    return os.urandom(NONCE_SIZE)
-
-
 def _point(data: bytes, what: str) -> ec.Point:
     try:
         return ec.decode_point(data)
     except InvalidKey:
         raise InvalidPoint(f"{what} is not a point of the SM2 group") from None
-
-
-def _check_reply(message: Reply, session: bytes, expected_nonce: bytes,
-                 seen: Sequence[bytes]) -> None:
-    if message.session != session:
-        raise OutOfOrder("the message belongs to another session")
-    if message.reply_to != expected_nonce:
-        raise ReplayError("the message does not answer this party's latest message")
-    if message.nonce in seen or message.nonce == expected_nonce:
-        raise ReplayError("the message reuses a nonce")
 
 
 def _hex_state(state: Any) -> dict[str, Any]:
@@ -167,7 +149,7 @@ class KeygenState:
 
 def open_keygen() -> tuple[KeygenState, KeygenOffer]:
     """Start a co-keygen session (after the signer's identity check passed)."""
-    session, nonce = os.urandom(SESSION_SIZE), _fresh()
+    session, nonce = new_session()
     return KeygenState(session, nonce), KeygenOffer(session=session, nonce=nonce)
 
 
@@ -189,7 +171,7 @@ def complete_keygen(
     """Answer the phone's P1 with the joint public key; create the share and its PIN record."""
     if state.done:
         raise OutOfOrder("this keygen session is finished")
-    _check_reply(commit, state.session, state.nonce, ())
+    check_reply(commit, state.session, state.nonce, ())
     p1 = _point(commit.p1, "P1")
     minus_g = ec.neg(ec.G)
     while True:
@@ -202,7 +184,7 @@ def complete_keygen(
         break
     share = ServerShare(d2, joint.encode())
     record, unwrap = PinRecord.create(commit.pin_proof, max_pin_failures)
-    nonce = _fresh()
+    nonce = fresh_nonce()
     reply = KeygenResult(session=state.session, nonce=nonce, reply_to=commit.nonce,
                          public_key=share.public_key, unwrap=unwrap)
     return KeygenOutcome(KeygenState(state.session, nonce, done=True), share, record, reply)
@@ -261,7 +243,7 @@ class SM2Server:
         items = tuple(digests)
         if not 0 < len(items) <= MAX_ITEMS or any(len(e) != DIGEST_SIZE for e in items):
             raise ValueError(f"1 to {MAX_ITEMS} digests of {DIGEST_SIZE} bytes")
-        session, nonce = os.urandom(SESSION_SIZE), _fresh()
+        session, nonce = new_session()
         state = CosignState(session, "await_commit", nonce, self._share.public_key, items,
                             require_pin)
         offer = CosignOffer(session=session, nonce=nonce, public_key=self._share.public_key,
@@ -280,7 +262,7 @@ class SM2Server:
             raise OutOfOrder("this co-sign session is finished")
         if state.phase == "await_result" and state.rounds >= MAX_ROUNDS:
             raise OutOfOrder(f"no more than {MAX_ROUNDS} rounds per session")
-        _check_reply(commit, state.session, state.nonce, state.seen)
+        check_reply(commit, state.session, state.nonce, state.seen)
         if commit.digests != state.digests:
             raise DigestMismatch("the digests differ from the ones this session was opened for")
         if len(commit.q1) != len(state.digests):
@@ -296,7 +278,7 @@ class SM2Server:
         r, s2, s3 = zip(*(self._partial(e, point) for e, point in zip(state.digests, q1,
                                                                         strict=True)),
                         strict=True)
-        nonce = _fresh()
+        nonce = fresh_nonce()
         reply = CosignResponse(session=state.session, nonce=nonce, reply_to=commit.nonce,
                                r=r, s2=s2, s3=s3, unwrap=unwrap)
         new_state = dataclasses.replace(state, phase="await_result", nonce=nonce,
@@ -325,7 +307,7 @@ class SM2Server:
         """Verify the phone's finished signatures and close the session."""
         if state.phase != "await_result":
             raise OutOfOrder(f"no result is expected now (phase {state.phase})")
-        _check_reply(result, state.session, state.nonce, state.seen)
+        check_reply(result, state.session, state.nonce, state.seen)
         if len(result.signatures) != len(state.digests):
             raise MalformedMessage("one signature per digest is required")
         public = self._share.sm2_public_key()
@@ -335,7 +317,7 @@ class SM2Server:
                 public.verify_digest(signature, digest)
             except InvalidSignature:
                 raise SignatureRejected(f"signature {i} does not verify") from None
-        nonce = _fresh()
+        nonce = fresh_nonce()
         done = dataclasses.replace(state, phase="done", nonce=nonce,
                                    seen=(*state.seen, result.nonce),
                                    signatures=result.signatures)
