@@ -1,0 +1,57 @@
+"""The appliance's exceptions.  Each maps to one RFC 9457 problem type with a stable ``code``
+(see ``appliance.api.problems``); anything else reaching the API is a 500 without details."""
+
+from __future__ import annotations
+
+
+class ApplianceError(Exception):
+    """Base class; ``code`` is the stable machine-readable name, ``status`` the HTTP status."""
+
+    code = "internal-error"
+    status = 500
+    title = "服务器内部错误"
+
+    def __init__(self, detail: str = "", **extensions: object) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.extensions = extensions
+
+
+class ConfigError(ApplianceError):
+    code, status, title = "config-error", 500, "配置错误"
+
+
+class BadRequest(ApplianceError):
+    code, status, title = "bad-request", 400, "请求无效"
+
+
+class ValidationFailed(BadRequest):
+    code, title = "validation-failed", "请求参数校验失败"
+
+
+class Unauthorized(ApplianceError):
+    code, status, title = "unauthorized", 401, "未认证"
+
+
+class Forbidden(ApplianceError):
+    code, status, title = "forbidden", 403, "无权访问"
+
+
+class NotFound(ApplianceError):
+    code, status, title = "not-found", 404, "资源不存在"
+
+
+class Conflict(ApplianceError):
+    code, status, title = "conflict", 409, "资源冲突"
+
+
+class PayloadTooLarge(ApplianceError):
+    code, status, title = "payload-too-large", 413, "请求体过大"
+
+
+class Sealed(ApplianceError):
+    code, status, title = "sealed", 503, "设备处于密封状态，请先解封"
+
+
+class Locked(ApplianceError):
+    code, status, title = "locked", 423, "账户已锁定"

@@ -1,0 +1,152 @@
+"""The relational schema (SQLAlchemy Core).  Migrations in ``migrations/versions`` create it;
+this module is what the services query with.  Secrets never appear in clear: columns named
+``*_wrapped`` hold envelopes from :mod:`appliance.custody`, and personal data is kept as a
+salted HMAC (``*_hmac``, for lookup and logs) next to its wrapped value.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+# Stable constraint names, so that migrations on SQLite (batch mode) and PostgreSQL agree.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING)
+
+# SQLite only auto-assigns INTEGER PRIMARY KEY, not BIGINT.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+Timestamp = DateTime(timezone=True)
+
+kek = Table(
+    "kek", metadata,
+    Column("id", Integer, primary_key=True),  # always 1: one KEK per installation
+    Column("method", String(16), nullable=False),  # passphrase | shamir | pkcs11 | file
+    Column("sealed", Text, nullable=False),  # JSON: the sealed KEK and how to open it
+    Column("created_at", Timestamp, nullable=False),
+)
+
+wrapped_keys = Table(
+    "wrapped_keys", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("purpose", String(40), nullable=False),  # audit-signing, pii-hmac, tsa, ca, seal, ...
+    Column("key_type", String(16), nullable=False),  # sm2, rsa, ec-p256, secret
+    Column("public_key", LargeBinary, nullable=True),  # SubjectPublicKeyInfo DER
+    Column("wrapped", LargeBinary, nullable=False),
+    Column("status", String(16), nullable=False, default="active"),
+    Column("created_at", Timestamp, nullable=False),
+    Index("ix_wrapped_keys_purpose", "purpose", "status"),
+)
+
+admins = Table(
+    "admins", metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("display_name", String(128), nullable=False),
+    # One role per account (三员分立): system_admin, security_admin, audit_admin, reviewer.
+    Column("role", String(32), nullable=False),
+    Column("password_hash", String(255), nullable=False),  # Argon2id
+    Column("totp_wrapped", LargeBinary, nullable=True),
+    Column("totp_confirmed", Boolean, nullable=False, default=False),
+    Column("failed_logins", Integer, nullable=False, default=0),
+    Column("locked_until", Timestamp, nullable=True),
+    Column("status", String(16), nullable=False, default="active"),  # active | disabled
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    Column("last_login_at", Timestamp, nullable=True),
+)
+
+admin_sessions = Table(
+    "admin_sessions", metadata,
+    Column("id", String(64), primary_key=True),  # SHA-256 of the cookie token, hex
+    Column("admin_id", BigId, ForeignKey("admins.id", ondelete="CASCADE"), nullable=False),
+    Column("csrf_hash", String(64), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("expires_at", Timestamp, nullable=False),
+    Column("last_seen_at", Timestamp, nullable=False),
+    Column("ip_hmac", String(64), nullable=True),
+)
+
+applications = Table(
+    "applications", metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False),
+    Column("key_id", String(64), nullable=False, unique=True),
+    Column("secret_wrapped", LargeBinary, nullable=False),
+    Column("scopes", Text, nullable=False, default=""),  # space-separated
+    Column("status", String(16), nullable=False, default="active"),
+    Column("created_at", Timestamp, nullable=False),
+    Column("created_by", String(64), nullable=True),
+)
+
+request_nonces = Table(
+    "request_nonces", metadata,
+    Column("key_id", String(64), primary_key=True),
+    Column("nonce", String(64), primary_key=True),
+    Column("seen_at", Timestamp, nullable=False),
+    Index("ix_request_nonces_seen_at", "seen_at"),
+)
+
+signers = Table(
+    "signers", metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),  # doctor | pharmacist | nurse
+    Column("name", String(64), nullable=False),
+    Column("id_number_hmac", String(64), nullable=False, unique=True),
+    Column("id_number_wrapped", LargeBinary, nullable=False),
+    Column("phone_hmac", String(64), nullable=True),
+    Column("phone_wrapped", LargeBinary, nullable=True),
+    Column("department", String(128), nullable=False, default=""),
+    Column("title", String(64), nullable=False, default=""),
+    Column("qualification_no", String(64), nullable=False, default=""),
+    Column("practice_no", String(64), nullable=False, default=""),
+    # draft | pending_review | active | disabled
+    Column("status", String(20), nullable=False, default="draft"),
+    Column("review_note", Text, nullable=False, default=""),
+    Column("reviewed_by", BigId, ForeignKey("admins.id"), nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    Index("ix_signers_status", "status"),
+)
+
+audit_log = Table(
+    "audit_log", metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),  # leaf index, from 0
+    Column("node_id", String(64), nullable=False),
+    Column("node_seq", BigInteger, nullable=False),
+    Column("category", String(16), nullable=False),  # login | signature | data | system
+    Column("action", String(64), nullable=False),
+    Column("actor", String(128), nullable=False, default=""),
+    Column("subject", String(256), nullable=False, default=""),
+    Column("details", Text, nullable=False, default="{}"),  # canonical JSON
+    Column("created_at", Timestamp, nullable=False),
+    Column("leaf_hash", LargeBinary, nullable=False),  # SM3(0x00 || canonical entry)
+    UniqueConstraint("node_id", "node_seq", name="uq_audit_log_node"),
+    Index("ix_audit_log_category", "category", "seq"),
+)
+
+audit_checkpoints = Table(
+    "audit_checkpoints", metadata,
+    Column("tree_size", BigInteger, primary_key=True, autoincrement=False),
+    Column("root_hash", LargeBinary, nullable=False),
+    Column("note", Text, nullable=False),  # the signed checkpoint (C2SP tlog-checkpoint text)
+    Column("created_at", Timestamp, nullable=False),
+)
