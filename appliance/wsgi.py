@@ -1,0 +1,61 @@
+"""The composition root: the one place that wires configuration, storage, custody, services,
+middleware and resources into the Falcon app (DESIGN.md section 2)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+import falcon
+
+from appliance import config as config_module
+from appliance.api import problems, system
+from appliance.api.access import AccessControl, Authenticator, BodyLimit, check_routes
+from appliance.config import Config
+from appliance.custody import KekStore, KeyHolder
+from appliance.storage import Database
+
+LOG = logging.getLogger("medsign")
+WsgiApp = falcon.App[falcon.Request, falcon.Response]
+
+
+@dataclasses.dataclass
+class Appliance:
+    """Everything a running appliance process holds."""
+
+    config: Config
+    database: Database
+    key_holder: KeyHolder
+    metrics: system.Metrics
+    app: WsgiApp
+
+
+def build(config: Config, *, database: Database | None = None,
+          key_holder: KeyHolder | None = None,
+          authenticators: list[Authenticator] | None = None) -> Appliance:
+    """Build the appliance: migrate the database, wire everything, return the WSGI app."""
+    db = database or Database(config.database_url, pool_size=config.database.pool_size,
+                              echo=config.database.echo)
+    db.migrate()
+    holder = key_holder or KeyHolder(KekStore(db))
+    metrics = system.Metrics()
+    middleware: list[Any] = [
+        BodyLimit(config.server.max_body_bytes),
+        AccessControl(authenticators or []),
+        metrics,
+    ]
+    app: WsgiApp = falcon.App(middleware=middleware)
+    app.req_options.strip_url_path_trailing_slash = True
+    problems.install(app)
+    resources: dict[str, Any] = {**system.routes(db, holder, metrics)}
+    check_routes(resources.values())
+    for path, resource in resources.items():
+        app.add_route(path, resource)
+    return Appliance(config, db, holder, metrics, app)
+
+
+def application() -> WsgiApp:
+    """Entry point for gunicorn (``appliance.wsgi:application()``), configured from the
+    environment (MEDSIGN_CONFIG and overrides)."""
+    return build(config_module.load()).app
