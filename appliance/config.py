@@ -43,6 +43,9 @@ class CustodyConfig:
     pkcs11_module: str = ""  # e.g. /usr/lib/softhsm/libsofthsm2.so
     pkcs11_token_label: str = ""
     pkcs11_key_label: str = "medsign-kek"
+    # Development demo only: with start_sealed = false, `medsign serve` unseals with the
+    # passphrase in this file (the first line; written by `medsign init --demo`, mode 0600).
+    unseal_passphrase_file: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
