@@ -38,7 +38,7 @@ def build(config: Config, *, database: Database | None = None,
     db = database or Database(config.database_url, pool_size=config.database.pool_size,
                               echo=config.database.echo)
     db.migrate()
-    holder = key_holder or KeyHolder(KekStore(db))
+    holder = key_holder or KeyHolder(KekStore(db), pkcs11_module=config.custody.pkcs11_module)
     metrics = system.Metrics()
     middleware: list[Any] = [
         BodyLimit(config.server.max_body_bytes),

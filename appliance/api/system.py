@@ -90,7 +90,8 @@ class SealStatus:
 
 
 class Unseal:
-    """POST {"passphrase": "..."} or {"share": "MSS1-..."}: one piece of unseal material.
+    """POST {"passphrase": "..."}, {"share": "MSS1-..."} or {"pin": "..."} (PKCS#11 token):
+    one piece of unseal material.
 
     Public on purpose: a sealed appliance has no accounts to sign in with.  The material itself
     is the credential, and every attempt is rate limited by Argon2id's cost."""
@@ -101,9 +102,10 @@ class Unseal:
         self._holder = holder
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = json_body(req, allowed={"passphrase", "share"})
+        body = json_body(req, allowed={"passphrase", "share", "pin"})
         resp.media = self._holder.unseal(passphrase=optional_str(body, "passphrase", 1024),
-                                         share=optional_str(body, "share", 4096))
+                                         share=optional_str(body, "share", 4096),
+                                         pin=optional_str(body, "pin", 256))
 
 
 class Seal:

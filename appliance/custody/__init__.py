@@ -8,6 +8,7 @@ memory, never stored), or nothing when the KEK is on a PKCS#11 token.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import threading
@@ -24,10 +25,11 @@ from appliance.custody.kek import (
     seal_with_passphrase,
     seal_with_shamir,
 )
+from appliance.custody.pkcs11_seal import open_with_pkcs11, seal_with_pkcs11
 from appliance.errors import BadRequest, Conflict, Sealed
 from appliance.storage import Database, schema
 
-__all__ = ["KekStore", "KeyHolder", "Keyring", "UnsealFailed", "initialize_kek"]
+__all__ = ["KekStore", "KeyHolder", "Keyring", "Pkcs11Token", "UnsealFailed", "initialize_kek"]
 
 
 class KekStore:
@@ -50,18 +52,33 @@ class KekStore:
                 created_at=dt.datetime.now(dt.UTC)))
 
 
+@dataclasses.dataclass(frozen=True)
+class Pkcs11Token:
+    """Where the KEK's wrapping key lives: module path, token label, key label, user PIN."""
+
+    module: str
+    token_label: str
+    key_label: str
+    pin: str
+
+
 def initialize_kek(store: KekStore, *, passphrase: str | None = None,
-                   shamir: tuple[int, int] | None = None) -> tuple[Keyring, list[str]]:
+                   shamir: tuple[int, int] | None = None,
+                   pkcs11: Pkcs11Token | None = None) -> tuple[Keyring, list[str]]:
     """Create and seal the installation's KEK; returns it unsealed, and any Shamir shares."""
-    if (passphrase is None) == (shamir is None):
-        raise BadRequest("seal the KEK with a passphrase or with Shamir shares (k of n)")
+    if sum(x is not None for x in (passphrase, shamir, pkcs11)) != 1:
+        raise BadRequest("seal the KEK with a passphrase, Shamir shares (k of n) or a PKCS#11 "
+                         "token")
     kek = new_kek()
     shares: list[str] = []
     if passphrase is not None:
         sealed = seal_with_passphrase(kek, passphrase)
-    else:
-        assert shamir is not None
+    elif shamir is not None:
         sealed, shares = seal_with_shamir(kek, *shamir)
+    else:
+        assert pkcs11 is not None
+        sealed = seal_with_pkcs11(kek, module=pkcs11.module, token_label=pkcs11.token_label,
+                                  key_label=pkcs11.key_label, pin=pkcs11.pin)
     store.save(sealed)
     return Keyring(kek), shares
 
@@ -69,8 +86,9 @@ def initialize_kek(store: KekStore, *, passphrase: str | None = None,
 class KeyHolder:
     """Process-local unseal state; thread-safe."""
 
-    def __init__(self, store: KekStore) -> None:
+    def __init__(self, store: KekStore, *, pkcs11_module: str = "") -> None:
         self._store = store
+        self._pkcs11_module = pkcs11_module
         self._lock = threading.Lock()
         self._keyring: Keyring | None = None
         self._progress: ShamirProgress | None = None
@@ -101,19 +119,25 @@ class KeyHolder:
             "progress": len(progress.shares) if progress else 0,
         }
 
-    def unseal(self, *, passphrase: str | None = None, share: str | None = None) -> dict[str, Any]:
+    def unseal(self, *, passphrase: str | None = None, share: str | None = None,
+               pin: str | None = None) -> dict[str, Any]:
         """Apply one piece of unseal material; the new status."""
         sealed = self._store.load()
         if sealed is None:
             raise Conflict("the appliance is not initialized (run medsign init)")
         with self._lock:
             if self._keyring is None:
-                self._keyring = self._apply(sealed, passphrase, share)
+                self._keyring = self._apply(sealed, passphrase, share, pin)
         return self.status()
 
     def _apply(self, sealed: dict[str, Any], passphrase: str | None,
-               share: str | None) -> Keyring | None:
+               share: str | None, pin: str | None) -> Keyring | None:
         method = sealed["method"]
+        if method == "pkcs11":
+            if not pin or not self._pkcs11_module:
+                raise BadRequest("this appliance is unsealed with its PKCS#11 token and PIN "
+                                 "(custody.pkcs11_module must be configured)")
+            return Keyring(open_with_pkcs11(sealed, module=self._pkcs11_module, pin=pin))
         if method == "passphrase":
             if not passphrase:
                 raise BadRequest("this appliance is unsealed with its passphrase")
