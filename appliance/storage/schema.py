@@ -66,6 +66,7 @@ admins = Table(
     Column("password_hash", String(255), nullable=False),  # Argon2id
     Column("totp_wrapped", LargeBinary, nullable=True),
     Column("totp_confirmed", Boolean, nullable=False, default=False),
+    Column("totp_last_step", BigInteger, nullable=True),  # RFC 6238 replay guard (0003)
     Column("failed_logins", Integer, nullable=False, default=0),
     Column("locked_until", Timestamp, nullable=True),
     Column("status", String(16), nullable=False, default="active"),  # active | disabled
