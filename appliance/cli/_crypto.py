@@ -6,13 +6,15 @@ Everything a command prints on failure is one line on stderr.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
+
+import click
 
 from appliance.cli._common import EXIT_INVALID, CliError
 from signcore import (
@@ -29,7 +31,7 @@ from signcore import (
 from signcore.errors import DecodeError
 
 READ_LIMIT = 256 * 1024 * 1024
-Handler = Callable[[argparse.Namespace], int]
+Handler = Callable[[SimpleNamespace], int]
 
 # What ``crypto issue`` puts in an end-entity certificate (a document signer) and in a sub-CA.
 _LEAF = x509.Extensions(ca=False, key_usage=frozenset({"digital_signature", "non_repudiation"}))
@@ -104,7 +106,7 @@ def load_verifier(path: str) -> tuple[PublicKey, x509.Certificate | None]:
         raise CliError(f"{path} is neither a certificate nor a public key") from None
 
 
-def _signer_id(args: argparse.Namespace) -> bytes:
+def _signer_id(args: SimpleNamespace) -> bytes:
     return args.id.encode() if args.id is not None else DEFAULT_SM2_ID
 
 
@@ -112,7 +114,7 @@ def _signer_id(args: argparse.Namespace) -> bytes:
 # Commands
 
 
-def _keygen(args: argparse.Namespace) -> int:
+def _keygen(args: SimpleNamespace) -> int:
     password = read_password(args.passout)
     if password == b"":
         # An empty password would silently write the key UNENCRYPTED.
@@ -122,7 +124,7 @@ def _keygen(args: argparse.Namespace) -> int:
     return 0
 
 
-def _csr(args: argparse.Namespace) -> int:
+def _csr(args: SimpleNamespace) -> int:
     key = load_key(args.key, args.passin)
     subject = _subject(args.subject)
     request = x509.build_csr(key, subject, _san_extensions(args))
@@ -130,7 +132,7 @@ def _csr(args: argparse.Namespace) -> int:
     return 0
 
 
-def _selfsign(args: argparse.Namespace) -> int:
+def _selfsign(args: SimpleNamespace) -> int:
     key = load_key(args.key, args.passin)
     subject = _subject(args.subject)
     ext = _CA if args.ca else _with_san(_LEAF, args)
@@ -140,7 +142,7 @@ def _selfsign(args: argparse.Namespace) -> int:
     return 0
 
 
-def _issue(args: argparse.Namespace) -> int:
+def _issue(args: SimpleNamespace) -> int:
     ca_key = load_key(args.ca_key, args.passin)
     ca_cert = load_cert(args.ca_cert)
     usages = ca_cert.extensions.key_usage
@@ -179,7 +181,7 @@ def _issue(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sign(args: argparse.Namespace) -> int:
+def _sign(args: SimpleNamespace) -> int:
     key = load_key(args.key, args.passin)
     data = read_input(args.input)
     if args.format == "raw":
@@ -195,7 +197,9 @@ def _sign(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verify(args: argparse.Namespace) -> int:
+def _verify(args: SimpleNamespace) -> int:
+    if args.cert and args.ca:
+        raise CliError("--cert and --ca are mutually exclusive (see medsign crypto verify --help)")
     signature = read_input(args.input)
     content = read_input(args.content) if args.content else None
     fmt = args.format or _guess_format(signature)
@@ -212,7 +216,7 @@ def _guess_format(signature: bytes) -> str:
     return "cms"
 
 
-def _verify_raw(args: argparse.Namespace, signature: bytes, content: bytes | None) -> int:
+def _verify_raw(args: SimpleNamespace, signature: bytes, content: bytes | None) -> int:
     if content is None:
         raise CliError("a raw signature needs --content (the signed file)")
     if not args.cert:
@@ -227,7 +231,7 @@ def _verify_raw(args: argparse.Namespace, signature: bytes, content: bytes | Non
     return 0
 
 
-def _verify_cms(args: argparse.Namespace, signature: bytes, content: bytes | None) -> int:
+def _verify_cms(args: SimpleNamespace, signature: bytes, content: bytes | None) -> int:
     roots = x509.load_certificates(read_input(args.ca)) if args.ca else None
     signer_cert = load_cert(args.cert) if args.cert else None
     result = cms.verify(signature, content=content, trust_roots=roots,
@@ -252,7 +256,7 @@ def _verify_cms(args: argparse.Namespace, signature: bytes, content: bytes | Non
     return 0
 
 
-def _hash(args: argparse.Namespace) -> int:
+def _hash(args: SimpleNamespace) -> int:
     hasher = hashes.new(hashes.HashAlgorithm.from_name(args.alg))
     try:
         with open(args.file, "rb") as fh:
@@ -281,17 +285,17 @@ def _days(days: int) -> int:
     return days
 
 
-def _certs(paths: list[str] | None) -> list[x509.Certificate]:
+def _certs(paths: Sequence[str] | None) -> list[x509.Certificate]:
     return [c for path in paths or [] for c in x509.load_certificates(read_input(path))]
 
 
-def _san_extensions(args: argparse.Namespace) -> x509.Extensions | None:
+def _san_extensions(args: SimpleNamespace) -> x509.Extensions | None:
     if not (args.dns or args.email):
         return None
     return x509.Extensions(dns_names=tuple(args.dns or ()), emails=tuple(args.email or ()))
 
 
-def _with_san(base: x509.Extensions, args: argparse.Namespace) -> x509.Extensions:
+def _with_san(base: x509.Extensions, args: SimpleNamespace) -> x509.Extensions:
     san = _san_extensions(args)
     if san is None:
         return base
@@ -299,106 +303,107 @@ def _with_san(base: x509.Extensions, args: argparse.Namespace) -> x509.Extension
                            emails=san.emails)
 
 
-def _guard(handler: Handler) -> Handler:
-    """Turn signcore's input errors into one-line CLI errors with exit code 2."""
+def _guard(handler: Handler) -> Callable[..., int]:
+    """A click callback: options become the handler's namespace; signcore's input errors become
+    one-line CLI errors with exit code 2."""
 
-    def run(args: argparse.Namespace) -> int:
+    def run(**options: Any) -> int:
         try:
-            return handler(args)
+            return handler(SimpleNamespace(**options))
         except (SigncoreError, ValueError) as exc:
             raise CliError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                            ) from None
 
+    run.__name__ = handler.__name__.lstrip("_")
+    run.__doc__ = handler.__doc__
     return run
 
 
-def register(commands: Any) -> None:
-    crypto = commands.add_parser("crypto", help="keys, CSRs, certificates, signatures (interop)")
-    sub = crypto.add_subparsers(dest="crypto_command", metavar="COMMAND",
-                                parser_class=type(crypto))
-    sub.required = True
-
-    def command(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
-        parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text)
-        parser.set_defaults(handler=_guard(handler))
-        return parser
-
-    _register_keys(command)
-    _register_certificates(command)
-    _register_signatures(command)
+@click.group(name="crypto")
+def crypto() -> None:
+    """Keys, CSRs, certificates, signatures (interop)."""
 
 
-Command = Callable[[str, Handler, str], argparse.ArgumentParser]
+def _command(name: str, handler: Handler, help_text: str,
+             *params: Callable[[Any], Any]) -> None:
+    callback: Any = _guard(handler)
+    for param in reversed(params):
+        callback = param(callback)
+    crypto.command(name=name, help=help_text, short_help=help_text)(callback)
 
 
-def _register_keys(command: Command) -> None:
-    p = command("keygen", _keygen, "generate a private key (PKCS#8 PEM, mode 0600)")
-    p.add_argument("--alg", required=True, choices=["sm2", "rsa2048", "rsa3072", "ecdsa-p256"])
-    p.add_argument("--out", required=True, metavar="KEY.pem")
-    p.add_argument("--passout", metavar="SRC", help="encrypt the key: pass:, env: or file:")
-
-    p = command("hash", _hash, "print the digest of a file")
-    p.add_argument("--alg", required=True, choices=["sm3", "sha256"])
-    p.add_argument("file", metavar="FILE")
+def _opt(*decls: str, **attrs: Any) -> Callable[[Any], Any]:
+    return click.option(*decls, **attrs)
 
 
-def _register_certificates(command: Command) -> None:
-    p = command("csr", _csr, "make a PKCS#10 certificate request")
-    _key_args(p)
-    p.add_argument("--subject", required=True, help='e.g. "CN=张三,OU=内科,O=某医院,C=CN"')
-    _san_args(p)
-    p.add_argument("--out", required=True, metavar="REQ.pem")
-
-    p = command("selfsign", _selfsign, "make a self-signed certificate")
-    _key_args(p)
-    p.add_argument("--subject", required=True)
-    p.add_argument("--days", required=True, type=int)
-    p.add_argument("--ca", action="store_true", help="a CA certificate (keyCertSign, cRLSign)")
-    _san_args(p)
-    p.add_argument("--out", required=True, metavar="CERT.pem")
-
-    p = command("issue", _issue, "issue a certificate for a CSR")
-    p.add_argument("--ca-key", required=True, metavar="K")
-    p.add_argument("--ca-cert", required=True, metavar="C")
-    p.add_argument("--passin", metavar="SRC", help="password of the CA key")
-    p.add_argument("--csr", required=True, metavar="REQ.pem")
-    p.add_argument("--days", required=True, type=int)
-    p.add_argument("--ca", action="store_true", help="issue a sub-CA certificate")
-    p.add_argument("--eku", action="append", metavar="NAME|OID",
-                   help="extended key usage (repeatable), e.g. email_protection")
-    p.add_argument("--out", required=True, metavar="CERT.pem")
+def _key_args() -> list[Callable[[Any], Any]]:
+    return [_opt("--key", required=True, metavar="KEY.pem"),
+            _opt("--passin", metavar="SRC", help="key password: pass:, env: or file:")]
 
 
-def _register_signatures(command: Command) -> None:
-    p = command("sign", _sign, "sign a file (raw signature or CMS)")
-    _key_args(p)
-    p.add_argument("--cert", metavar="CERT.pem", help="signer certificate (CMS formats)")
-    p.add_argument("--certfile", action="append", metavar="CHAIN.pem",
-                   help="extra certificates to embed (repeatable)")
-    p.add_argument("--in", dest="input", required=True, metavar="FILE")
-    p.add_argument("--format", required=True, choices=["raw", "cms-detached", "cms-attached"])
-    p.add_argument("--flavor", default="rfc5652", choices=["rfc5652", "gmt0010"])
-    p.add_argument("--id", metavar="USERID", help="SM2 signer ID (default 1234567812345678)")
-    p.add_argument("--out", required=True, metavar="OUT")
-
-    p = command("verify", _verify, "verify a raw or CMS signature (exit 1 if invalid)")
-    p.add_argument("--in", dest="input", required=True, metavar="SIG")
-    p.add_argument("--content", metavar="FILE", help="the signed file (raw and detached CMS)")
-    who = p.add_mutually_exclusive_group()
-    who.add_argument("--cert", metavar="CERT.pem", help="the signer certificate (or public key)")
-    who.add_argument("--ca", metavar="ROOT.pem",
-                     help="trust anchors (every certificate in the file is trusted)")
-    p.add_argument("--certfile", action="append", metavar="CHAIN.pem",
-                   help="intermediate certificates (repeatable)")
-    p.add_argument("--format", choices=["raw", "cms"], help="default: detected")
-    p.add_argument("--id", metavar="USERID", help="SM2 signer ID (default 1234567812345678)")
+def _san_args() -> list[Callable[[Any], Any]]:
+    return [_opt("--dns", multiple=True, metavar="NAME", help="SAN DNS name (repeatable)"),
+            _opt("--email", multiple=True, metavar="ADDR", help="SAN e-mail (repeatable)")]
 
 
-def _key_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--key", required=True, metavar="KEY.pem")
-    parser.add_argument("--passin", metavar="SRC", help="key password: pass:, env: or file:")
+_ID = _opt("--id", metavar="USERID", help="SM2 signer ID (default 1234567812345678)")
+
+_command("keygen", _keygen, "generate a private key (PKCS#8 PEM, mode 0600)",
+         _opt("--alg", required=True,
+              type=click.Choice(["sm2", "rsa2048", "rsa3072", "ecdsa-p256"])),
+         _opt("--out", required=True, metavar="KEY.pem"),
+         _opt("--passout", metavar="SRC", help="encrypt the key: pass:, env: or file:"))
+
+_command("hash", _hash, "print the digest of a file",
+         _opt("--alg", required=True, type=click.Choice(["sm3", "sha256"])),
+         click.argument("file", metavar="FILE"))
+
+_command("csr", _csr, "make a PKCS#10 certificate request",
+         *_key_args(),
+         _opt("--subject", required=True, help='e.g. "CN=张三,OU=内科,O=某医院,C=CN"'),
+         *_san_args(),
+         _opt("--out", required=True, metavar="REQ.pem"))
+
+_command("selfsign", _selfsign, "make a self-signed certificate",
+         *_key_args(),
+         _opt("--subject", required=True),
+         _opt("--days", required=True, type=int),
+         _opt("--ca", is_flag=True, help="a CA certificate (keyCertSign, cRLSign)"),
+         *_san_args(),
+         _opt("--out", required=True, metavar="CERT.pem"))
+
+_command("issue", _issue, "issue a certificate for a CSR",
+         _opt("--ca-key", "ca_key", required=True, metavar="K"),
+         _opt("--ca-cert", "ca_cert", required=True, metavar="C"),
+         _opt("--passin", metavar="SRC", help="password of the CA key"),
+         _opt("--csr", required=True, metavar="REQ.pem"),
+         _opt("--days", required=True, type=int),
+         _opt("--ca", is_flag=True, help="issue a sub-CA certificate"),
+         _opt("--eku", multiple=True, metavar="NAME|OID",
+              help="extended key usage (repeatable), e.g. email_protection"),
+         _opt("--out", required=True, metavar="CERT.pem"))
+
+_command("sign", _sign, "sign a file (raw signature or CMS)",
+         *_key_args(),
+         _opt("--cert", metavar="CERT.pem", help="signer certificate (CMS formats)"),
+         _opt("--certfile", multiple=True, metavar="CHAIN.pem",
+              help="extra certificates to embed (repeatable)"),
+         _opt("--in", "input", required=True, metavar="FILE"),
+         _opt("--format", required=True,
+              type=click.Choice(["raw", "cms-detached", "cms-attached"])),
+         _opt("--flavor", default="rfc5652", show_default=True,
+              type=click.Choice(["rfc5652", "gmt0010"])),
+         _ID,
+         _opt("--out", required=True, metavar="OUT"))
 
 
-def _san_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dns", action="append", metavar="NAME", help="SAN DNS name")
-    parser.add_argument("--email", action="append", metavar="ADDR", help="SAN e-mail")
+_command("verify", _verify, "verify a raw or CMS signature (exit 1 if invalid)",
+         _opt("--in", "input", required=True, metavar="SIG"),
+         _opt("--content", metavar="FILE", help="the signed file (raw and detached CMS)"),
+         _opt("--cert", metavar="CERT.pem", help="the signer certificate (or public key)"),
+         _opt("--ca", metavar="ROOT.pem",
+              help="trust anchors (every certificate in the file is trusted); not with --cert"),
+         _opt("--certfile", multiple=True, metavar="CHAIN.pem",
+              help="intermediate certificates (repeatable)"),
+         _opt("--format", type=click.Choice(["raw", "cms"]), help="default: detected"),
+         _ID)
