@@ -10,7 +10,7 @@ from typing import Any
 import falcon
 
 from appliance import config as config_module
-from appliance.api import problems, system
+from appliance.api import openapi, problems, system
 from appliance.api.access import AccessControl, Authenticator, BodyLimit, check_routes
 from appliance.config import Config
 from appliance.custody import KekStore, KeyHolder
@@ -49,6 +49,8 @@ def build(config: Config, *, database: Database | None = None,
     app.req_options.strip_url_path_trailing_slash = True
     problems.install(app)
     resources: dict[str, Any] = {**system.routes(db, holder, metrics)}
+    # The OpenAPI document lists every route of the app, whoever added it (built on first GET).
+    resources.update(openapi.routes(app, cookie_secure=config.security.cookie_secure))
     check_routes(resources.values())
     for path, resource in resources.items():
         app.add_route(path, resource)

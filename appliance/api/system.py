@@ -9,6 +9,7 @@ from typing import Any
 import falcon
 from sqlalchemy import text
 
+from appliance.api import openapi as oa
 from appliance.api.access import PUBLIC, SECURITY_ADMIN, SYSTEM_ADMIN, roles
 from appliance.api.media import json_body, optional_str
 from appliance.custody import KeyHolder
@@ -40,8 +41,45 @@ def _labels(labels: dict[str, str]) -> str:
     return "{" + inner + "}"
 
 
+SEAL_STATUS = {
+    "type": "object",
+    "required": ["initialized", "sealed", "method", "threshold", "progress"],
+    "properties": {
+        "initialized": {"type": "boolean"},
+        "sealed": {"type": "boolean"},
+        "method": {"enum": ["passphrase", "shamir", "pkcs11", None]},
+        "threshold": {"type": ["integer", "null"], "description": "shares needed (Shamir)"},
+        "progress": {"type": "integer", "minimum": 0, "description": "shares given so far"},
+    },
+    "additionalProperties": False,
+}
+HEALTH = {
+    "type": "object",
+    "required": ["status", "sealed", "database"],
+    "properties": {"status": {"enum": ["ok", "degraded"]}, "sealed": {"type": "boolean"},
+                   "database": {"type": "boolean"}},
+    "additionalProperties": False,
+}
+UNSEAL_MATERIAL = {
+    "type": "object",
+    "description": "One piece of unseal material, as the appliance is sealed: its passphrase, "
+                   "one Shamir share (MSS1-...), or the PKCS#11 token's user PIN.",
+    "properties": {
+        "passphrase": {"type": "string", "minLength": 1, "maxLength": 1024},
+        "share": {"type": "string", "minLength": 1, "maxLength": 4096},
+        "pin": {"type": "string", "minLength": 1, "maxLength": 256},
+    },
+    "additionalProperties": False,
+}
+
+
 class Health:
     access = {"GET": PUBLIC}
+    openapi = {"GET": {
+        "summary": "Liveness, database reachability and whether the appliance is sealed",
+        "responses": {"200": oa.response("Serving", HEALTH),
+                      "503": oa.response("The database is unreachable", HEALTH)},
+    }}
 
     def __init__(self, database: Database, holder: KeyHolder) -> None:
         self._db, self._holder = database, holder
@@ -60,6 +98,11 @@ class Health:
 
 class MetricsResource:
     access = {"GET": PUBLIC}
+    openapi = {"GET": {
+        "summary": "Prometheus metrics (text exposition format 0.0.4) of this worker process",
+        "responses": {"200": oa.response("Metrics", {"type": "string"},
+                                         media_type="text/plain")},
+    }}
 
     def __init__(self, metrics: Metrics, holder: KeyHolder) -> None:
         self._metrics, self._holder = metrics, holder
@@ -81,6 +124,10 @@ class MetricsResource:
 
 class SealStatus:
     access = {"GET": PUBLIC}
+    openapi = {"GET": {
+        "summary": "Whether the appliance is initialized and sealed, and unseal progress",
+        "responses": {"200": oa.response("The seal status", SEAL_STATUS)},
+    }}
 
     def __init__(self, holder: KeyHolder) -> None:
         self._holder = holder
@@ -97,6 +144,16 @@ class Unseal:
     is the credential, and every attempt is rate limited by Argon2id's cost."""
 
     access = {"POST": PUBLIC}
+    openapi = {"POST": {
+        "summary": "Give one piece of unseal material",
+        "requestBody": oa.body(UNSEAL_MATERIAL, required=False),
+        "responses": {
+            "200": oa.response("The seal status after this material", SEAL_STATUS),
+            "400": oa.problem("Wrong kind of material, or it does not open the KEK "
+                              "(`unseal-failed`)"),
+            "409": oa.problem("The appliance is not initialized"),
+        },
+    }}
 
     def __init__(self, holder: KeyHolder) -> None:
         self._holder = holder
@@ -110,6 +167,10 @@ class Unseal:
 
 class Seal:
     access = {"POST": roles(SYSTEM_ADMIN, SECURITY_ADMIN)}
+    openapi = {"POST": {
+        "summary": "Seal the appliance now (every worker forgets the KEK)",
+        "responses": {"200": oa.response("The seal status", SEAL_STATUS)},
+    }}
 
     def __init__(self, holder: KeyHolder) -> None:
         self._holder = holder
