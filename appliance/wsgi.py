@@ -11,9 +11,11 @@ import falcon
 
 from appliance import config as config_module
 from appliance.api import openapi, problems, system
+from appliance.api import signers as signers_api
 from appliance.api.access import AccessControl, Authenticator, BodyLimit, check_routes
 from appliance.config import Config
 from appliance.custody import KekStore, KeyHolder
+from appliance.services.signers import SignerService
 from appliance.storage import Database
 
 LOG = logging.getLogger("medsign")
@@ -48,7 +50,11 @@ def build(config: Config, *, database: Database | None = None,
     app: WsgiApp = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     problems.install(app)
-    resources: dict[str, Any] = {**system.routes(db, holder, metrics)}
+    resources: dict[str, Any] = {
+        **system.routes(db, holder, metrics),
+        # audit=None until appliance.services.audit exists (seam in SignerService).
+        **signers_api.routes(SignerService(db, holder, audit=None)),
+    }
     # The OpenAPI document lists every route of the app, whoever added it (built on first GET).
     resources.update(openapi.routes(app, cookie_secure=config.security.cookie_secure))
     check_routes(resources.values())

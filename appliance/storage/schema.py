@@ -125,7 +125,16 @@ signers = Table(
     Column("reviewed_by", BigId, ForeignKey("admins.id"), nullable=True),
     Column("created_at", Timestamp, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
+    # 0004: what enable restores, optimistic locking, who created, when submitted/reviewed.
+    Column("status_before_disable", String(20), nullable=True),
+    Column("version", Integer, nullable=False, default=1, server_default="1"),
+    Column("created_by", String(128), nullable=False, default="", server_default=""),
+    Column("submitted_at", Timestamp, nullable=True),
+    Column("reviewed_at", Timestamp, nullable=True),
     Index("ix_signers_status", "status"),
+    Index("ix_signers_kind", "kind"),
+    Index("ix_signers_department", "department"),
+    Index("uq_signers_phone_hmac", "phone_hmac", unique=True),
 )
 
 audit_log = Table(
