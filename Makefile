@@ -8,9 +8,12 @@ PYTEST_WORKERS ?= auto
 
 .PHONY: run test bootstrap deps lint typecheck unit bench clean
 
+# Development appliance on http://127.0.0.1:8080: ./var holds the configuration, the SQLite data
+# directory, the demo unseal passphrase and the demo credentials (init --demo is idempotent).
+RUN_CONFIG ?= var/medsign.toml
 run: bootstrap
-	$(BIN)/medsign selftest
-	$(BIN)/medsign --help
+	$(BIN)/medsign init --demo --config $(RUN_CONFIG)
+	$(BIN)/medsign serve --config $(RUN_CONFIG)
 
 test: bootstrap deps lint typecheck unit
 

@@ -54,8 +54,15 @@ from appliance.custody import KekStore, KeyHolder, Keyring
 from appliance.errors import ApplianceError, ConfigError, Sealed
 from appliance.storage import Database
 from appliance.wsgi import build
+from signcore import selftest
 
 LOG = logging.getLogger("medsign.server")
+
+
+class StartupError(ApplianceError):
+    """The server cannot start (port taken, self-test failed, ...)."""
+
+    code, status, title = "startup-failed", 500, "服务无法启动"
 
 SOCKET_NAME = "keyholder.sock"
 GRACEFUL_TIMEOUT = 30  # seconds a request in flight gets after SIGTERM
@@ -451,7 +458,7 @@ def check_bind(bind: str) -> None:
         try:
             probe.bind((host, port))
         except OSError as exc:
-            raise ConfigError(f"cannot listen on {bind}: {exc.strerror}") from None
+            raise StartupError(f"cannot listen on {bind}: {exc.strerror}") from None
 
 
 def public_url(config: Config) -> str:
@@ -532,7 +539,12 @@ class Prepared:
 
 
 def prepare(config: Config) -> Prepared:
-    """Migrate, start the custodian, unseal from the demo passphrase file when configured."""
+    """Self-test, migrate, start the custodian, unseal from the demo passphrase file when
+    configured."""
+    failed = [check for check in selftest.run() if not check.ok]
+    if failed:
+        raise StartupError(f"the cryptographic self-test failed: {failed[0].name}: "
+                           f"{failed[0].detail}")
     _check_tls_files(config)
     data_dir = Path(config.data_dir)
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
