@@ -10,7 +10,8 @@ from typing import Any
 import falcon
 
 from appliance import config as config_module
-from appliance.api import openapi, problems, system
+from appliance.api import applications as applications_api
+from appliance.api import auth, console, openapi, problems, system
 from appliance.api import signers as signers_api
 from appliance.api.access import AccessControl, Authenticator, BodyLimit, check_routes
 from appliance.config import Config
@@ -42,9 +43,12 @@ def build(config: Config, *, database: Database | None = None,
     db.migrate()
     holder = key_holder or KeyHolder(KekStore(db), pkcs11_module=config.custody.pkcs11_module)
     metrics = system.Metrics()
+    admins, apps = auth.services(db, holder, config)
+    if authenticators is None:
+        authenticators = auth.authenticators(db, holder, config, admins=admins, applications=apps)
     middleware: list[Any] = [
         BodyLimit(config.server.max_body_bytes),
-        AccessControl(authenticators or []),
+        AccessControl(authenticators),
         metrics,
     ]
     app: WsgiApp = falcon.App(middleware=middleware)
@@ -52,6 +56,8 @@ def build(config: Config, *, database: Database | None = None,
     problems.install(app)
     resources: dict[str, Any] = {
         **system.routes(db, holder, metrics),
+        **console.routes(admins, auth.SessionCookie(config.security.cookie_secure)),
+        **applications_api.routes(apps),
         # audit=None until appliance.services.audit exists (seam in SignerService).
         **signers_api.routes(SignerService(db, holder, audit=None)),
     }

@@ -1,0 +1,290 @@
+"""Application credentials of the hospital backend (HIS, EMR, internet hospital) and the checks
+behind their signed requests (the algorithm is :mod:`appliance.api.hmac_signing`).
+
+A credential is a key id (``app_`` + 16 hex digits, public, sent with every request) and a
+32-byte secret shown once, as base64url, when it is created or rotated.  The secret is stored
+only as an envelope under the KEK, bound to its key id.  Each credential carries scopes:
+
+=================  ==============================================================
+``sign:request``   ask signers to sign (prescriptions, EMR documents), start flows
+``sign:read``      read signing requests, their state and the signed results
+``verify``         verify signatures, certificates and time stamps
+``seal``           apply the hospital's seals (automatic signature of the institution)
+``tsa``            obtain RFC 3161 time stamps
+``signer:read``    read signer records (doctors, pharmacists, nurses)
+``signer:write``   push signer records from the HIS (created as drafts for review)
+=================  ==============================================================
+
+Threat model.  The network between the hospital platform and the appliance may be observed and
+replayed into; the database may be stolen.  A request is accepted only with a valid HMAC over
+method, path, query, body digest, timestamp and nonce; its timestamp within
+``security.request_max_skew_seconds`` of the appliance clock; and a nonce never seen before for
+that key id within twice that window (``request_nonces``: one insert per request, in the same
+transaction as the credential lookup, so concurrent replays across workers or nodes collide on
+the primary key).  The nonce is recorded only after the signature checks out, so unsigned junk
+cannot fill the table.  Unknown key ids cost the same work as known ones and give the same
+answer, so the API does not reveal which key ids exist; a disabled credential is reported as
+such only to a caller who proved possession of its secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, Row, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from appliance.api.access import SECURITY_ADMIN
+from appliance.config import SecurityConfig
+from appliance.custody import KeyHolder
+from appliance.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
+from appliance.storage import Database, schema
+
+SIGN_REQUEST = "sign:request"
+SIGN_READ = "sign:read"
+VERIFY = "verify"
+SEAL = "seal"
+TSA = "tsa"
+SIGNER_READ = "signer:read"
+SIGNER_WRITE = "signer:write"
+ALL_SCOPES = (SIGN_REQUEST, SIGN_READ, VERIFY, SEAL, TSA, SIGNER_READ, SIGNER_WRITE)
+
+KEY_ID_PREFIX = "app_"
+SECRET_BYTES = 32
+STATUSES = ("active", "disabled")
+NONCE_PURGE_SECONDS = 60  # each process purges expired nonces at most this often
+_DUMMY_SECRET = bytes(SECRET_BYTES)
+
+Clock = Callable[[], float]
+AuditHook = Callable[[str, str, str, str, Mapping[str, Any]], None]
+
+
+class Actor(Protocol):
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def role(self) -> str | None: ...
+
+
+class SignatureInvalid(Unauthorized):
+    code, title = "signature-invalid", "请求签名无效"
+
+
+class CredentialDisabled(Unauthorized):
+    code, title = "credential-disabled", "应用凭证已停用"
+
+
+class Replay(Unauthorized):
+    code, title = "replay", "重复的请求（nonce 已使用）"
+
+
+@dataclasses.dataclass(frozen=True)
+class Credential:
+    id: int
+    name: str
+    key_id: str
+    scopes: frozenset[str]
+    status: str
+    created_at: dt.datetime
+    created_by: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "key_id": self.key_id,
+                "scopes": sorted(self.scopes), "status": self.status,
+                "created_at": self.created_at.astimezone(dt.UTC).isoformat(),
+                "created_by": self.created_by}
+
+
+def parse_scopes(value: str | Iterable[str]) -> frozenset[str]:
+    """Scopes from a space-separated string or a list; unknown names are refused."""
+    names = value.split() if isinstance(value, str) else list(value)
+    if not all(isinstance(name, str) for name in names):
+        raise ValidationFailed("scopes must be strings")
+    unknown = sorted(set(names) - set(ALL_SCOPES))
+    if unknown:
+        raise ValidationFailed(f"unknown scopes: {', '.join(unknown)}; "
+                               f"known: {' '.join(ALL_SCOPES)}")
+    if not names:
+        raise ValidationFailed("a credential needs at least one scope")
+    return frozenset(names)
+
+
+def encode_secret(secret: bytes) -> str:
+    return base64.urlsafe_b64encode(secret).rstrip(b"=").decode()
+
+
+def decode_secret(text: str) -> bytes:
+    """The raw secret of its base64url form (padding optional)."""
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class ApplicationService:
+    """Credential management (security administrators) and request authentication."""
+
+    def __init__(self, database: Database, key_holder: KeyHolder, security: SecurityConfig, *,
+                 clock: Clock = time.time, audit: AuditHook | None = None) -> None:
+        self._db, self._holder, self._security = database, key_holder, security
+        self._clock, self._audit = clock, audit
+        self._purge_lock = threading.Lock()
+        self._last_purge = 0.0
+
+    # -- management ---------------------------------------------------------------------
+
+    def create(self, actor: Actor | None, *, name: str,
+               scopes: str | Iterable[str]) -> tuple[Credential, str]:
+        """A new credential and its secret (base64url): show the secret once, never again.
+        ``actor`` None is the command line (``medsign app create``)."""
+        if actor is not None:
+            _require_manager(actor)
+        wanted = parse_scopes(scopes)
+        name = _name(name)
+        keyring = self._holder.keyring()
+        key_id = KEY_ID_PREFIX + secrets.token_hex(8)
+        secret = secrets.token_bytes(SECRET_BYTES)
+        with self._db.transaction() as conn:
+            app_id = conn.execute(insert(schema.applications).values(
+                name=name, key_id=key_id, scopes=" ".join(sorted(wanted)), status="active",
+                secret_wrapped=keyring.wrap(secret, _secret_context(key_id)),
+                created_at=self._now(), created_by=actor.name if actor else "cli")
+                .returning(schema.applications.c.id)).scalar_one()
+            credential = _credential(_row(conn, app_id))
+        self._record("data", "app.create", actor, key_id, {"scopes": sorted(wanted)})
+        return credential, encode_secret(secret)
+
+    def list_credentials(self) -> list[Credential]:
+        with self._db.transaction() as conn:
+            rows = conn.execute(select(schema.applications)
+                                .order_by(schema.applications.c.id)).all()
+        return [_credential(row) for row in rows]
+
+    def get(self, app_id: int) -> Credential:
+        with self._db.transaction() as conn:
+            return _credential(_row(conn, app_id))
+
+    def update(self, actor: Actor, app_id: int, *, name: str | None = None,
+               scopes: str | Iterable[str] | None = None, status: str | None = None,
+               rotate_secret: bool = False) -> tuple[Credential, str | None]:
+        """Rename, change scopes, disable/enable, or rotate the secret (returned once)."""
+        _require_manager(actor)
+        values: dict[str, Any] = {}
+        if name is not None:
+            values["name"] = _name(name)
+        if scopes is not None:
+            values["scopes"] = " ".join(sorted(parse_scopes(scopes)))
+        if status is not None:
+            if status not in STATUSES:
+                raise ValidationFailed(f"status must be one of {', '.join(STATUSES)}")
+            values["status"] = status
+        keyring = self._holder.keyring() if rotate_secret else None
+        secret = secrets.token_bytes(SECRET_BYTES) if rotate_secret else None
+        with self._db.transaction() as conn:
+            row = _row(conn, app_id)
+            if keyring is not None and secret is not None:
+                values["secret_wrapped"] = keyring.wrap(secret, _secret_context(row.key_id))
+            if values:
+                conn.execute(update(schema.applications)
+                             .where(schema.applications.c.id == app_id).values(**values))
+            credential = _credential(_row(conn, app_id))
+        self._record("data", "app.update", actor, row.key_id,
+                     {"changed": sorted(set(values) - {"secret_wrapped"}),
+                      "rotated": rotate_secret, "scopes": sorted(credential.scopes),
+                      "status": credential.status})
+        return credential, encode_secret(secret) if secret else None
+
+    # -- request authentication ---------------------------------------------------------
+
+    def authenticate(self, key_id: str, nonce: str,
+                     signature_valid: Callable[[bytes], bool]) -> Credential:
+        """Check a signed request of ``key_id``: ``signature_valid(secret)`` recomputes and
+        compares its HMAC.  Records the nonce; raises SignatureInvalid (also for unknown key
+        ids, after the same work), CredentialDisabled or Replay, and then nothing is stored."""
+        keyring = self._holder.keyring()
+        now = self._now()
+        try:
+            with self._db.transaction() as conn:
+                row = conn.execute(select(schema.applications)
+                                   .where(schema.applications.c.key_id == key_id)).first()
+                secret = (keyring.unwrap(row.secret_wrapped, _secret_context(row.key_id))
+                          if row is not None else _DUMMY_SECRET)
+                if not signature_valid(secret) or row is None:
+                    raise SignatureInvalid("请求签名无效")
+                if row.status != "active":
+                    raise CredentialDisabled("该应用凭证已停用，请联系安全管理员")
+                conn.execute(insert(schema.request_nonces).values(
+                    key_id=key_id, nonce=nonce, seen_at=now))
+                credential = _credential(row)
+        except IntegrityError:
+            raise Replay("该请求的 nonce 已使用过，请求被拒绝") from None
+        self._maybe_purge(now)
+        return credential
+
+    def purge_nonces(self, now: dt.datetime | None = None) -> int:
+        """Forget nonces older than twice the accepted clock skew: by then the timestamp check
+        alone refuses a replay of their requests.  The number removed."""
+        cutoff = (now or self._now()) - dt.timedelta(
+            seconds=2 * self._security.request_max_skew_seconds)
+        with self._db.transaction() as conn:
+            return int(conn.execute(delete(schema.request_nonces)
+                                    .where(schema.request_nonces.c.seen_at < cutoff)).rowcount)
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _now(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self._clock(), dt.UTC)
+
+    def _maybe_purge(self, now: dt.datetime) -> None:
+        stamp = now.timestamp()
+        with self._purge_lock:
+            if stamp - self._last_purge < NONCE_PURGE_SECONDS:
+                return
+            self._last_purge = stamp
+        self.purge_nonces(now)
+
+    def _record(self, category: str, action: str, actor: Actor | None, subject: str,
+                details: Mapping[str, Any]) -> None:
+        if self._audit is not None:
+            self._audit(category, action, f"admin:{actor.id}" if actor else "cli", subject,
+                        details)
+
+
+def _require_manager(actor: Actor) -> None:
+    if actor.role != SECURITY_ADMIN:
+        raise Forbidden("只有安全管理员可以管理应用凭证")
+
+
+def _name(value: str) -> str:
+    name = value.strip()
+    if not 0 < len(name) <= 128:
+        raise ValidationFailed("name must be 1 to 128 characters")
+    return name
+
+
+def _secret_context(key_id: str) -> bytes:
+    return f"medsign/app-secret/v1:{key_id}".encode()
+
+
+def _row(conn: Connection, app_id: int) -> Row[Any]:
+    row = conn.execute(select(schema.applications)
+                       .where(schema.applications.c.id == app_id)).first()
+    if row is None:
+        raise NotFound("应用凭证不存在")
+    return row
+
+
+def _credential(row: Row[Any]) -> Credential:
+    created = row.created_at
+    return Credential(id=row.id, name=row.name, key_id=row.key_id,
+                      scopes=frozenset(row.scopes.split()), status=row.status,
+                      created_at=created if created.tzinfo else created.replace(tzinfo=dt.UTC),
+                      created_by=row.created_by)
