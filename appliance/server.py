@@ -18,8 +18,10 @@ The design:
   single-process :class:`KeyHolder` does.  Sealing through any worker bumps the epoch: every
   worker drops its copy before its next use.
 - The custodian only hands the KEK to a peer that runs under the same uid (``SO_PEERCRED``)
-  *and* is a direct child of the master (a gunicorn worker); anything else may ask for the
-  status or bring unseal material, as the public HTTP endpoints may.
+  *and* is a direct child of the master (a gunicorn worker), or to root (the operator's
+  ``medsign admin|app|signer|audit`` commands on the appliance, which could read the master's
+  memory anyway); anything else may ask for the status or bring unseal material, as the public
+  HTTP endpoints may.
 
 Everything else about serving comes from the configuration: ``server.bind``, ``server.workers``
 (processes), ``server.threads`` (gthread worker threads), TLS 1.2 or newer when
@@ -140,11 +142,18 @@ def is_my_child(pid: int) -> bool:
     return _parent_pid(pid) == os.getpid()
 
 
+def worker_or_root(pid: int, uid: int) -> bool:
+    """Who may take the KEK: the server's own workers (direct children of the master), or
+    root -- the operator's ``medsign`` commands on the appliance; root can read the master's
+    memory anyway."""
+    return uid == 0 or is_my_child(pid)
+
+
 class KeyCustodian:
     """The master's key holder, served on a Unix socket to the workers (see the module doc)."""
 
     def __init__(self, holder: KeyHolder, socket_path: Path, *,
-                 may_take_kek: Callable[[int], bool] = is_my_child) -> None:
+                 may_take_kek: Callable[[int, int], bool] = worker_or_root) -> None:
         self.holder = holder
         self.socket_path = socket_path
         self.state = SharedState()
@@ -274,8 +283,8 @@ class KeyCustodian:
             return {"ok": True, "status": self.unseal(**material)}
         if op == "seal":
             return {"ok": True, "status": self.seal()}
-        if op in ("kek", "adopt") and not self._may_take_kek(pid):
-            raise ApplianceError("only the server's own workers may exchange the KEK")
+        if op in ("kek", "adopt") and not self._may_take_kek(pid, uid):
+            raise ApplianceError("only the server's own workers (or root) may exchange the KEK")
         if op == "kek":
             with self._lock:
                 epoch, sealed = self.state.read()
@@ -303,11 +312,11 @@ def _socket_answers(path: Path) -> bool:
     return True
 
 
-def socket_path_for(config: Config) -> Path:
-    """``<data_dir>/keyholder.sock``, or one in a private temporary directory when the data
-    directory's path is too long for a Unix socket address."""
+def socket_path_for(config: Config, *, fallback: bool = True) -> Path:
+    """``<data_dir>/keyholder.sock``, or (``fallback``) one in a private temporary directory
+    when the data directory's path is too long for a Unix socket address."""
     path = Path(config.data_dir).resolve() / SOCKET_NAME
-    if len(os.fsencode(path)) <= _SUN_PATH_MAX:
+    if len(os.fsencode(path)) <= _SUN_PATH_MAX or not fallback:
         return path
     return Path(tempfile.mkdtemp(prefix="medsign-")) / SOCKET_NAME
 
@@ -339,6 +348,25 @@ def _raise(error: dict[str, Any]) -> None:
     raise exc
 
 
+def custodian_request(socket_path: Path, op: str, *, timeout: float = 30.0,
+                      **fields: Any) -> dict[str, Any]:
+    """One request to a custodian; its answer, or the refusal raised as an ApplianceError
+    (OSError when nothing answers on ``socket_path``)."""
+    request = json.dumps({"op": op, **fields}).encode() + b"\n"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        # Argon2id in the custodian takes a moment; a share or status is instant.
+        sock.settimeout(timeout)
+        sock.connect(str(socket_path))
+        sock.sendall(request)
+        with sock.makefile("rb") as answer_file:
+            line = answer_file.readline(_MAX_MESSAGE + 1)
+    answer = json.loads(line)
+    if not answer.get("ok"):
+        _raise(answer.get("error") or {})
+    result: dict[str, Any] = answer
+    return result
+
+
 class CustodianClient:
     """Talks to the master's :class:`KeyCustodian`; reads the shared state page directly."""
 
@@ -348,23 +376,11 @@ class CustodianClient:
         self._timeout = timeout
 
     def call(self, op: str, **fields: Any) -> dict[str, Any]:
-        request = json.dumps({"op": op, **fields}).encode() + b"\n"
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                # Argon2id in the custodian takes a moment; a share or status is instant.
-                sock.settimeout(self._timeout)
-                sock.connect(str(self.socket_path))
-                sock.sendall(request)
-                with sock.makefile("rb") as answer_file:
-                    line = answer_file.readline(_MAX_MESSAGE + 1)
+            return custodian_request(self.socket_path, op, timeout=self._timeout, **fields)
         except OSError as exc:
             LOG.error("key custodian unreachable at %s: %s", self.socket_path, exc)
             raise Sealed("the key holder of this server is unreachable") from None
-        answer = json.loads(line)
-        if not answer.get("ok"):
-            _raise(answer.get("error") or {})
-        result: dict[str, Any] = answer
-        return result
 
 
 class SharedKeyHolder(KeyHolder):
