@@ -46,8 +46,9 @@ def test_unknown_option_is_one_line(path: list[str]) -> None:
 
 def test_expected_commands_exist() -> None:
     names = {" ".join(p) for p in COMMANDS}
-    assert {"selftest", "init", "serve", "unseal", "crypto", "crypto sign",
-            "crypto verify"} <= names
+    assert {"selftest", "init", "serve", "unseal", "crypto", "crypto sign", "crypto verify",
+            "admin create", "admin reset-totp", "app create", "signer import", "audit verify",
+            "audit export"} <= names
 
 
 def test_version() -> None:
