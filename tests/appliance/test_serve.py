@@ -20,7 +20,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from cryptography.x509.oid import NameOID
 
 from appliance import config as config_module
 from appliance import server as server_module
+from appliance.api.hmac_signing import sign_request
 from appliance.custody import KekStore, KeyHolder, initialize_kek
 from appliance.errors import BadRequest, Sealed
 from appliance.server import CustodianClient, KeyCustodian, SharedKeyHolder
@@ -41,6 +42,7 @@ from tests.appliance.serving import Server, clean_env, cli, cli_process, serving
 from tests.support.peers import free_port
 
 PASSPHRASE = "correct horse battery staple 病历"
+Signer = Callable[[str], dict[str, str]]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,16 +178,23 @@ def shamir_install(tmp_path: Path) -> tuple[Path, list[str]]:
     return config_file, shares
 
 
-def _answers_by_worker(server: Server, path: str, count: int) -> dict[int, list[Any]]:
-    """Send ``count`` GETs on fresh connections; group the JSON answers by the worker pid
-    that served each (the access log's ``pid=``, matched by a probe number in the query)."""
+def _answers_by_worker(server: Server, path: str, count: int,
+                       sign: Signer | None = None) -> dict[int, list[Any]]:
+    """Send ``count`` GETs on fresh connections; group the answers by the worker pid that
+    served each (the access log's ``pid=``, matched by a probe number in the query).  Answers
+    are JSON bodies of 200s; with ``sign`` (signed requests), ``(status, body)`` pairs."""
     global _probe  # noqa: PLW0603 -- one counter for the test process
     bodies: dict[str, Any] = {}
     for _ in range(count):
         _probe += 1
-        status, _, body = server.request("GET", f"{path}?probe={_probe}")
-        assert status == 200, body
-        bodies[str(_probe)] = body
+        target = f"{path}?probe={_probe}"
+        status, _, body = server.request("GET", target,
+                                         headers=sign(target) if sign else None)
+        if sign is None:
+            assert status == 200, body
+            bodies[str(_probe)] = body
+        else:
+            bodies[str(_probe)] = (status, body)
     by_pid: dict[int, list[Any]] = {}
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -207,21 +216,41 @@ def _log_lines(server: Server) -> list[str]:
     return text.splitlines()
 
 
-def _until_both_workers(server: Server, path: str) -> dict[int, list[Any]]:
+def _until_both_workers(server: Server, path: str,
+                        sign: Signer | None = None) -> dict[int, list[Any]]:
     merged: dict[int, list[Any]] = {}
     for _ in range(20):
-        for pid, bodies in _answers_by_worker(server, path, 10).items():
+        for pid, bodies in _answers_by_worker(server, path, 10, sign).items():
             merged.setdefault(pid, []).extend(bodies)
         if len(merged) >= 2:
             return merged
     raise AssertionError(f"200 requests were all answered by {sorted(merged)}")
 
 
+def _signer(credential: str) -> Signer:
+    key_id = re.search(r"key id: (\S+)", credential)
+    secret = re.search(r"secret \(shown once, base64url\): (\S+)", credential)
+    assert key_id and secret, credential
+    return lambda target: sign_request("GET", target, key_id=key_id.group(1),
+                                       secret=secret.group(1))
+
+
+def _statuses(answers: dict[int, list[Any]]) -> set[int]:
+    return {status for pairs in answers.values() for status, _ in pairs}
+
+
 def test_two_workers_share_one_unseal(shamir_install: tuple[Path, list[str]]) -> None:
     config_file, shares = shamir_install
+    # An application credential: its secret is wrapped under the KEK, so a signed request
+    # succeeds only in a worker that really holds the KEK.
+    created = cli_process("app", "create", "probe", "--scope", "verify", "--config",
+                          config_file, stdin=f"{shares[0]}\n{shares[2]}\n")
+    assert created.code == 0, created.err
+    signed = _signer(created.out)
     with serving(config_file, workers=2, threads=2) as server:
         before = _until_both_workers(server, "/healthz")
         assert all(body["sealed"] is True for bodies in before.values() for body in bodies)
+        assert _statuses(_until_both_workers(server, "/api/v1/whoami", signed)) == {503}
         # Two officers' shares, each through its own request (and connection).
         status, _, body = server.request("POST", "/api/v1/sys/unseal", {"share": shares[1]})
         assert status == 200 and body["sealed"] is True and body["progress"] == 1, body
@@ -236,6 +265,9 @@ def test_two_workers_share_one_unseal(shamir_install: tuple[Path, list[str]]) ->
                    for bodies in statuses.values() for b in bodies)
         metrics = _until_both_workers(server, "/metrics")
         assert all("medsign_sealed 0" in text for bodies in metrics.values() for text in bodies)
+        who = _until_both_workers(server, "/api/v1/whoami", signed)
+        assert _statuses(who) == {200}
+        assert all(body["scopes"] == ["verify"] for pairs in who.values() for _, body in pairs)
         # The KEK itself is usable in every worker: sealing from outside bumps the epoch and
         # is seen by both, and unsealing again works through either.
         socket_path = Path(_data_dir(config_file)) / "keyholder.sock"
@@ -245,6 +277,7 @@ def test_two_workers_share_one_unseal(shamir_install: tuple[Path, list[str]]) ->
         assert _raw(socket_path, b'{"op": "seal"}\n')["status"]["sealed"] is True
         sealed_again = _until_both_workers(server, "/healthz")
         assert all(body["sealed"] is True for bodies in sealed_again.values() for body in bodies)
+        assert _statuses(_until_both_workers(server, "/api/v1/whoami", signed)) == {503}
     assert not socket_path.exists()
 
 
