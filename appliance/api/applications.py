@@ -8,14 +8,36 @@ from typing import Any
 
 import falcon
 
+from appliance.api import openapi as oa
 from appliance.api.access import ROLES, SECURITY_ADMIN, either, roles, scopes
 from appliance.api.console import optional_bool, principal
 from appliance.api.media import json_body, optional_str, required_str
 from appliance.errors import ValidationFailed
-from appliance.services.applications import ALL_SCOPES, ApplicationService
+from appliance.services.applications import ALL_SCOPES, STATUSES, ApplicationService
 
 MANAGER = roles(SECURITY_ADMIN)
 ID = "{app_id:int(min=1, max=9223372036854775807)}"
+
+CREDENTIAL: dict[str, Any] = {
+    "type": "object",
+    "description": "An application credential (the secret is never listed).",
+    "required": ["id", "name", "key_id", "scopes", "status", "created_at", "created_by"],
+    "properties": {
+        "id": {"type": "integer"}, "name": {"type": "string"},
+        "key_id": {"type": "string", "pattern": "^app_[0-9a-f]{16}$"},
+        "scopes": {"type": "array", "items": {"enum": list(ALL_SCOPES)}},
+        "status": {"enum": list(STATUSES)},
+        "created_at": {"type": "string", "format": "date-time"},
+        "created_by": {"type": ["string", "null"]},
+    },
+}
+CREDENTIAL_REF = {"$ref": "#/components/schemas/ApplicationCredential"}
+SCHEMAS = {"ApplicationCredential": CREDENTIAL}
+_SCOPES_IN = {"description": "space-separated string or list; known: " + " ".join(ALL_SCOPES),
+              "anyOf": [{"type": "string", "maxLength": 512},
+                        {"type": "array", "items": {"enum": list(ALL_SCOPES)}}]}
+_NAME = {"type": "string", "minLength": 1, "maxLength": 128}
+_SECRET = {"type": "string", "description": "base64url of the 32-byte secret, shown once"}
 
 
 def _scopes(body: dict[str, Any], *, required: bool) -> str | list[str] | None:
@@ -33,6 +55,24 @@ class Applications:
     answer has its ``key_id`` and ``secret`` (base64url of 32 bytes), shown this once."""
 
     access = {"GET": MANAGER, "POST": MANAGER}
+    openapi = {
+        "GET": {"summary": "Every application credential",
+                "responses": {"200": oa.response("The credentials", {
+                    "type": "object", "required": ["applications", "known_scopes"],
+                    "properties": {"applications": {"type": "array", "items": CREDENTIAL_REF},
+                                   "known_scopes": {"type": "array",
+                                                    "items": {"type": "string"}}}})}},
+        "POST": {
+            "summary": "Create a credential; its secret is in this answer only",
+            "requestBody": oa.body({"type": "object", "additionalProperties": False,
+                                    "required": ["name", "scopes"],
+                                    "properties": {"name": _NAME, "scopes": _SCOPES_IN}}),
+            "responses": {"201": oa.response("Created", {
+                "type": "object", "required": ["application", "secret"],
+                "properties": {"application": CREDENTIAL_REF, "secret": _SECRET}})},
+        },
+    }
+    openapi_schemas = SCHEMAS
 
     def __init__(self, applications: ApplicationService) -> None:
         self._apps = applications
@@ -56,6 +96,25 @@ class Application:
     with ``rotate_secret`` the answer carries the new secret, shown this once."""
 
     access = {"GET": MANAGER, "PATCH": MANAGER}
+    openapi = {
+        "GET": {"summary": "One application credential",
+                "responses": {"200": oa.response("The credential", {
+                    "type": "object", "required": ["application"],
+                    "properties": {"application": CREDENTIAL_REF}})}},
+        "PATCH": {
+            "summary": "Rename, change scopes, disable/enable or rotate the secret",
+            "requestBody": oa.body({"type": "object", "additionalProperties": False,
+                                    "properties": {"name": _NAME, "scopes": _SCOPES_IN,
+                                                   "status": {"enum": list(STATUSES)},
+                                                   "rotate_secret": {"type": "boolean"}}},
+                                   required=False),
+            "responses": {"200": oa.response("Changed; a rotated secret is shown once", {
+                "type": "object", "required": ["application", "secret"],
+                "properties": {"application": CREDENTIAL_REF,
+                               "secret": {"anyOf": [_SECRET, {"type": "null"}]}}})},
+        },
+    }
+    openapi_schemas = SCHEMAS
 
     def __init__(self, applications: ApplicationService) -> None:
         self._apps = applications
@@ -76,6 +135,14 @@ class WhoAmI:
     """Who the request authenticated as: any application scope, any console role."""
 
     access = {"GET": either(roles(*ROLES), scopes(*ALL_SCOPES))}
+    openapi = {"GET": {
+        "summary": "Who this request authenticated as (a probe for signed requests)",
+        "responses": {"200": oa.response("The caller", {
+            "type": "object", "required": ["kind", "name", "id", "role", "scopes"],
+            "properties": {"kind": {"enum": ["admin", "app"]}, "name": {"type": "string"},
+                           "id": {"type": "integer"}, "role": {"type": ["string", "null"]},
+                           "scopes": {"type": "array", "items": {"type": "string"}}}})},
+    }}
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         who = principal(req)

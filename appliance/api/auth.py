@@ -32,7 +32,7 @@ from appliance.api.access import Authenticator, Principal
 from appliance.config import Config
 from appliance.custody import KeyHolder
 from appliance.errors import Forbidden
-from appliance.services.admins import AdminService
+from appliance.services.admins import AdminService, AuditHook
 from appliance.services.applications import ApplicationService
 from appliance.storage import Database
 
@@ -144,11 +144,12 @@ class SessionAuthenticator:
                          role=session.role)
 
 
-def services(database: Database, key_holder: KeyHolder,
-             config: Config) -> tuple[AdminService, ApplicationService]:
-    """The account and credential services the authenticators and resources share."""
-    return (AdminService(database, key_holder, config.security),
-            ApplicationService(database, key_holder, config.security))
+def services(database: Database, key_holder: KeyHolder, config: Config, *,
+             audit: AuditHook | None = None) -> tuple[AdminService, ApplicationService]:
+    """The account and credential services the authenticators and resources share; ``audit``
+    (e.g. ``appliance.services.audit.AuditLog``) receives logins and account changes."""
+    return (AdminService(database, key_holder, config.security, audit=audit),
+            ApplicationService(database, key_holder, config.security, audit=audit))
 
 
 def authenticators(database: Database, key_holder: KeyHolder, config: Config, *,

@@ -12,15 +12,63 @@ from typing import Any
 
 import falcon
 
+from appliance.api import openapi as oa
 from appliance.api.access import PUBLIC, ROLES, SECURITY_ADMIN, Principal, roles
 from appliance.api.auth import SessionCookie, session_expiry
 from appliance.api.media import json_body, optional_str, required_str
 from appliance.errors import ValidationFailed
-from appliance.services.admins import MAX_PASSWORD, AdminService, csrf_token_for
+from appliance.services.admins import (
+    MAX_PASSWORD,
+    MIN_PASSWORD,
+    STATUSES,
+    AdminService,
+    csrf_token_for,
+)
 
 ANY_ROLE = roles(*ROLES)
 MANAGER = roles(SECURITY_ADMIN)
 ID = "{admin_id:int(min=1, max=9223372036854775807)}"
+
+_TIME = {"type": "string", "format": "date-time"}
+_OPTIONAL_TIME = {"type": ["string", "null"], "format": "date-time"}
+ACCOUNT: dict[str, Any] = {
+    "type": "object",
+    "description": "A console account (one role per account, 三员分立).",
+    "required": ["id", "username", "display_name", "role", "status", "totp_enrolled",
+                 "failed_logins", "locked", "locked_until", "created_at", "updated_at",
+                 "last_login_at"],
+    "properties": {
+        "id": {"type": "integer"}, "username": {"type": "string"},
+        "display_name": {"type": "string"}, "role": {"enum": list(ROLES)},
+        "status": {"enum": list(STATUSES)},
+        "totp_enrolled": {"type": "boolean", "description": "a TOTP login has succeeded"},
+        "failed_logins": {"type": "integer"}, "locked": {"type": "boolean"},
+        "locked_until": _OPTIONAL_TIME, "created_at": _TIME, "updated_at": _TIME,
+        "last_login_at": _OPTIONAL_TIME,
+    },
+}
+TOTP: dict[str, Any] = {
+    "type": "object", "required": ["secret", "uri"],
+    "description": "A new TOTP seed, shown once: base32 secret and otpauth:// URI (QR code).",
+    "properties": {"secret": {"type": "string"}, "uri": {"type": "string"}},
+}
+ACCOUNT_REF = {"$ref": "#/components/schemas/ConsoleAccount"}
+TOTP_REF = {"$ref": "#/components/schemas/TotpEnrolment"}
+SCHEMAS = {"ConsoleAccount": ACCOUNT, "TotpEnrolment": TOTP}
+_PASSWORD = {"type": "string", "minLength": 1, "maxLength": MAX_PASSWORD}
+_NEW_PASSWORD = {"type": "string", "minLength": MIN_PASSWORD, "maxLength": MAX_PASSWORD,
+                 "description": f"at least {MIN_PASSWORD} characters, not the username"}
+_USERNAME = {"type": "string", "minLength": 1, "maxLength": 64}
+_SESSION = {
+    "type": "object", "required": ["account", "csrf_token", "expires_at"],
+    "properties": {"account": ACCOUNT_REF, "csrf_token": {"type": "string"},
+                   "expires_at": _OPTIONAL_TIME},
+}
+
+
+def _closed(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, "required": required,
+            "additionalProperties": False}
 
 
 def optional_bool(body: dict[str, Any], name: str) -> bool:
@@ -44,6 +92,21 @@ class Login:
     the CSRF token to send as ``X-CSRF-Token`` on every state-changing request."""
 
     access = {"POST": PUBLIC}
+    openapi = {"POST": {
+        "summary": "Sign in with username, password and TOTP code (one step)",
+        "requestBody": oa.body(_closed({"username": _USERNAME, "password": _PASSWORD,
+                                        "totp": {"type": "string", "minLength": 1,
+                                                 "maxLength": 16}},
+                                       ["username", "password", "totp"])),
+        "responses": {
+            "200": oa.response("Signed in: the session cookie is set", _SESSION,
+                               headers={"Set-Cookie": {"schema": {"type": "string"}}}),
+            "401": oa.problem("login-failed, totp-reused or account-disabled"),
+            "423": oa.problem("locked: too many failures, wait or ask a security admin"),
+            "503": oa.problem("sealed: the TOTP seeds are wrapped by the KEK"),
+        },
+    }}
+    openapi_schemas = SCHEMAS
 
     def __init__(self, admins: AdminService, cookie: SessionCookie) -> None:
         self._admins, self._cookie = admins, cookie
@@ -61,6 +124,11 @@ class Login:
 
 class Logout:
     access = {"POST": ANY_ROLE}
+    openapi = {"POST": {
+        "summary": "End this session and clear its cookie",
+        "responses": {"200": oa.response("Signed out", _closed(
+            {"logged_out": {"const": True}}, ["logged_out"]))},
+    }}
 
     def __init__(self, admins: AdminService, cookie: SessionCookie) -> None:
         self._admins, self._cookie = admins, cookie
@@ -76,6 +144,19 @@ class Me:
     "new_password"}: change one's own password (other sessions end)."""
 
     access = {"GET": ANY_ROLE, "PATCH": ANY_ROLE}
+    openapi = {
+        "GET": {"summary": "The signed-in account, its CSRF token and session expiry",
+                "responses": {"200": oa.response("This session", _SESSION)}},
+        "PATCH": {
+            "summary": "Change one's own password (other sessions end)",
+            "requestBody": oa.body(_closed({"current_password": _PASSWORD,
+                                            "new_password": _NEW_PASSWORD},
+                                           ["current_password", "new_password"])),
+            "responses": {"200": oa.response("Changed", _closed({"account": ACCOUNT_REF},
+                                                                ["account"]))},
+        },
+    }
+    openapi_schemas = SCHEMAS
 
     def __init__(self, admins: AdminService) -> None:
         self._admins = admins
@@ -101,6 +182,23 @@ class Accounts:
     account; the answer carries its TOTP seed and otpauth:// URI, shown this once."""
 
     access = {"GET": MANAGER, "POST": MANAGER}
+    openapi = {
+        "GET": {"summary": "Every console account",
+                "responses": {"200": oa.response("The accounts", {
+                    "type": "object", "required": ["accounts"],
+                    "properties": {"accounts": {"type": "array", "items": ACCOUNT_REF}}})}},
+        "POST": {
+            "summary": "Create an account; its TOTP seed is in this answer only",
+            "requestBody": oa.body(_closed({
+                "username": _USERNAME, "role": {"enum": list(ROLES)},
+                "password": _NEW_PASSWORD,
+                "display_name": {"type": "string", "minLength": 1, "maxLength": 128}},
+                ["username", "role", "password"])),
+            "responses": {"201": oa.response("Created", _closed(
+                {"account": ACCOUNT_REF, "totp": TOTP_REF}, ["account", "totp"]))},
+        },
+    }
+    openapi_schemas = SCHEMAS
 
     def __init__(self, admins: AdminService) -> None:
         self._admins = admins
@@ -125,6 +223,27 @@ class Account:
     "unlock"} (any subset); DELETE retires it (the row stays for the audit trail)."""
 
     access = {"GET": MANAGER, "PATCH": MANAGER, "DELETE": MANAGER}
+    openapi = {
+        "GET": {"summary": "One console account",
+                "responses": {"200": oa.response("The account", _closed(
+                    {"account": ACCOUNT_REF}, ["account"]))}},
+        "PATCH": {
+            "summary": "Change another account (never one's own role, status or credentials)",
+            "requestBody": oa.body(_closed({
+                "display_name": {"type": "string", "minLength": 1, "maxLength": 128},
+                "role": {"enum": list(ROLES)}, "status": {"enum": list(STATUSES)},
+                "password": _NEW_PASSWORD, "reset_totp": {"type": "boolean"},
+                "unlock": {"type": "boolean"}}, []), required=False),
+            "responses": {"200": oa.response("Changed; a reset TOTP seed is shown once", _closed(
+                {"account": ACCOUNT_REF, "totp": {"anyOf": [TOTP_REF, {"type": "null"}]}},
+                ["account", "totp"]))},
+        },
+        "DELETE": {"summary": "Retire an account (the row stays for the audit trail)",
+                   "responses": {"200": oa.response("Retired", _closed(
+                       {"deleted": {"const": True}, "id": {"type": "integer"}},
+                       ["deleted", "id"]))}},
+    }
+    openapi_schemas = SCHEMAS
 
     def __init__(self, admins: AdminService) -> None:
         self._admins = admins

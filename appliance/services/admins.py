@@ -38,7 +38,15 @@ from sqlalchemy import Connection, Row, delete, func, insert, select, update
 from appliance.api.access import ROLES, SECURITY_ADMIN
 from appliance.config import SecurityConfig
 from appliance.custody import KeyHolder, Keyring
-from appliance.errors import Conflict, Forbidden, Locked, NotFound, Unauthorized, ValidationFailed
+from appliance.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    Locked,
+    NotFound,
+    Unauthorized,
+    ValidationFailed,
+)
 from appliance.storage import Database, schema
 from signcore.errors import DecryptionError
 
@@ -52,6 +60,7 @@ SESSION_ABSOLUTE_HOURS = 12  # a sliding session still ends this long after logi
 SESSION_TOUCH_SECONDS = 60  # sliding expiry is written at most once a minute per session
 STATUSES = ("active", "disabled")
 _CSRF_LABEL = b"medsign/csrf/v1"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 Clock = Callable[[], float]
 AuditHook = Callable[[str, str, str, str, Mapping[str, Any]], None]
@@ -59,13 +68,51 @@ AuditHook = Callable[[str, str, str, str, Mapping[str, Any]], None]
 
 
 class Actor(Protocol):
-    """Who asks for a change (an authenticated console principal)."""
+    """Who asks for a change: an authenticated :class:`appliance.api.access.Principal`
+    (``kind`` "admin", with a ``role``), or an operator at the appliance's own console
+    (``kind`` "cli", e.g. ``appliance.services.signers.CliActor``; ``None`` means the same)."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
 
     @property
     def id(self) -> int: ...
 
-    @property
-    def role(self) -> str | None: ...
+
+def actor_label(actor: Actor | None) -> str:
+    """How the audit log names an actor: ``admin:alice``, ``cli:root``; "" for nobody known
+    (a failed login)."""
+    if actor is None:
+        return "cli"
+    return f"{actor.kind}:{actor.name}" if actor.kind else ""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Self:
+    """The account acting on its own session (login, logout, password change)."""
+
+    name: str
+    kind: str = "admin"
+    id: int = 0
+
+
+_NOBODY = _Self("", kind="")
+
+
+def require_manager(actor: Actor | None, what: str = "账户和角色") -> None:
+    """Only a security administrator (or the appliance's operator, root on its console)
+    manages accounts and credentials."""
+    if actor is None or actor.kind == "cli":
+        return
+    if actor.kind != "admin" or getattr(actor, "role", None) != SECURITY_ADMIN:
+        raise Forbidden(f"只有安全管理员可以管理{what}")
+
+
+def _is_self(actor: Actor | None, admin_id: int) -> bool:
+    return actor is not None and actor.kind == "admin" and actor.id == admin_id
 
 
 class LoginFailed(Unauthorized):
@@ -78,6 +125,10 @@ class TotpReused(Unauthorized):
 
 class AccountDisabled(Unauthorized):
     code, title = "account-disabled", "账户已停用"
+
+
+class CurrentPasswordWrong(BadRequest):
+    code, title = "current-password-wrong", "当前密码错误"
 
 
 class PasswordRejected(ValidationFailed):
@@ -202,10 +253,9 @@ class AdminService:
 
     def create(self, actor: Actor | None, *, username: str, role: str, password: str,
                display_name: str = "") -> tuple[Account, Enrolment]:
-        """A new account with a fresh TOTP seed.  ``actor`` None is the command line
-        (``medsign admin create``, ``medsign init``), which runs as the appliance's operator."""
-        if actor is not None:
-            self._require_manager(actor)
+        """A new account with a fresh TOTP seed.  ``actor`` None (or a "cli" actor) is the
+        command line (``medsign admin create``, ``medsign init``), run by the operator."""
+        require_manager(actor)
         username = _username(username)
         _role(role)
         check_password_policy(username, password)
@@ -232,7 +282,9 @@ class AdminService:
         alone, so running it twice creates nothing.  Print each password and TOTP URI once."""
         created: list[Bootstrapped] = []
         for spec in specs:
-            if self.find(spec.username) is not None:
+            with self._db.transaction() as conn:
+                exists = self._row_by_username(conn, spec.username.strip().lower())
+            if exists is not None:
                 continue
             password = spec.password or secrets.token_urlsafe(12)
             account, enrolment = self.create(None, username=spec.username, role=spec.role,
@@ -255,13 +307,13 @@ class AdminService:
                                 .order_by(schema.admins.c.id)).all()
         return [_account(row) for row in rows]
 
-    def update(self, actor: Actor, admin_id: int, *, display_name: str | None = None,
+    def update(self, actor: Actor | None, admin_id: int, *, display_name: str | None = None,
                role: str | None = None, status: str | None = None, password: str | None = None,
                reset_totp: bool = False, unlock: bool = False) -> tuple[Account, Enrolment | None]:
         """Change another account.  Role, status, password and TOTP changes end its sessions."""
-        self._require_manager(actor)
+        require_manager(actor)
         touches_credentials = (role, status, password) != (None, None, None) or reset_totp
-        if actor.id == admin_id and (touches_credentials or unlock):
+        if _is_self(actor, admin_id) and (touches_credentials or unlock):
             raise SelfChangeRefused("不能通过账户管理修改自己的角色、状态或凭据")
         if role is not None:
             _role(role)
@@ -302,11 +354,11 @@ class AdminService:
                       "reset_totp": reset_totp, "role": account.role})
         return account, _enrolment(row.username, secret) if secret else None
 
-    def delete(self, actor: Actor, admin_id: int) -> None:
+    def delete(self, actor: Actor | None, admin_id: int) -> None:
         """Retire an account: it keeps its row (and username) for the audit trail, loses its
         credentials and sessions, and can no longer sign in."""
-        self._require_manager(actor)
-        if actor.id == admin_id:
+        require_manager(actor)
+        if _is_self(actor, admin_id):
             raise SelfChangeRefused("不能删除自己的账户")
         with self._db.transaction() as conn:
             row = self._live_row(conn, admin_id)
@@ -340,8 +392,8 @@ class AdminService:
         with self._db.transaction() as conn:
             row = self._live_row(conn, admin_id)
         if not self._verify_password(row.password_hash, current):
-            self._fail(row, now)
-            raise LoginFailed("当前密码错误")
+            self._fail(row, now, end_sessions=True)
+            raise CurrentPasswordWrong("当前密码错误")
         check_password_policy(row.username, new)
         password_hash = self._hasher.hash(new)
         with self._db.transaction() as conn:
@@ -352,7 +404,7 @@ class AdminService:
                 condition &= schema.admin_sessions.c.id != keep_session
             conn.execute(delete(schema.admin_sessions).where(condition))
             account = _account(self._row(conn, admin_id))
-        self._record("login", "admin.password", None, row.username, {})
+        self._record("login", "admin.password", _Self(row.username), row.username, {})
         return account
 
     # -- login and sessions ---------------------------------------------------------------
@@ -366,7 +418,8 @@ class AdminService:
             row = self._row_by_username(conn, username.strip().lower())
         if row is None or row.status == "deleted":
             self._burn_time(password)
-            self._record("login", "login.failed", None, username[:64], {"reason": "credentials"})
+            self._record("login", "login.failed", _NOBODY, username[:64],
+                         {"reason": "credentials"})
             raise LoginFailed("用户名、密码或动态口令错误")
         locked_until = _utc(row.locked_until)
         if locked_until is not None and locked_until > now:
@@ -419,13 +472,14 @@ class AdminService:
         return expires
 
     def logout(self, token: str) -> None:
+        sessions, admins = schema.admin_sessions, schema.admins
         with self._db.transaction() as conn:
-            row = conn.execute(select(schema.admin_sessions.c.admin_id)
-                               .where(schema.admin_sessions.c.id == session_id_for(token))).first()
-            conn.execute(delete(schema.admin_sessions)
-                         .where(schema.admin_sessions.c.id == session_id_for(token)))
+            row = conn.execute(select(admins.c.username)
+                               .join(sessions, sessions.c.admin_id == admins.c.id)
+                               .where(sessions.c.id == session_id_for(token))).first()
+            conn.execute(delete(sessions).where(sessions.c.id == session_id_for(token)))
         if row is not None:
-            self._record("login", "logout", None, str(row.admin_id), {})
+            self._record("login", "logout", _Self(row.username), row.username, {})
 
     # -- internals --------------------------------------------------------------------------
 
@@ -435,11 +489,6 @@ class AdminService:
     def _expiry(self, created_at: dt.datetime, now: dt.datetime) -> dt.datetime:
         return min(now + dt.timedelta(minutes=self._security.session_minutes),
                    created_at + dt.timedelta(hours=SESSION_ABSOLUTE_HOURS))
-
-    @staticmethod
-    def _require_manager(actor: Actor) -> None:
-        if actor.role != SECURITY_ADMIN:
-            raise Forbidden("只有安全管理员可以管理账户和角色")
 
     @staticmethod
     def _row(conn: Connection, admin_id: int) -> Row[Any]:
@@ -487,7 +536,10 @@ class AdminService:
                 return current + offset
         return None
 
-    def _fail(self, row: Row[Any], now: dt.datetime) -> None:
+    def _fail(self, row: Row[Any], now: dt.datetime, *, end_sessions: bool = False) -> None:
+        """Count a failure; lock at the limit.  A lock from a password change through a session
+        also ends the sessions (someone is guessing through one); a lock from the login form
+        does not, or anyone could sign an officer out by mistyping their username."""
         admins = schema.admins
         with self._db.transaction() as conn:
             conn.execute(update(admins).where(admins.c.id == row.id)
@@ -499,7 +551,10 @@ class AdminService:
                 locked_until = now + dt.timedelta(minutes=self._security.admin_lock_minutes)
                 conn.execute(update(admins).where(admins.c.id == row.id)
                              .values(failed_logins=0, locked_until=locked_until))
-        self._record("login", "login.failed", None, row.username,
+                if end_sessions:
+                    conn.execute(delete(schema.admin_sessions)
+                                 .where(schema.admin_sessions.c.admin_id == row.id))
+        self._record("login", "login.failed", _NOBODY, row.username,
                      {"failures": failures, "locked": locked_until is not None})
         if locked_until is not None:
             raise _locked(locked_until, now)
@@ -522,7 +577,7 @@ class AdminService:
             conn.execute(delete(schema.admin_sessions)
                          .where(schema.admin_sessions.c.expires_at < now))
             result = self._new_session(conn, keyring, self._row(conn, row.id), ip, now)
-        self._record("login", "login", None, row.username, {"role": row.role})
+        self._record("login", "login", _Self(row.username), row.username, {"role": row.role})
         return result
 
     def _new_session(self, conn: Connection, keyring: Keyring, row: Row[Any], ip: str | None,
@@ -539,7 +594,12 @@ class AdminService:
     def _record(self, category: str, action: str, actor: Actor | None, subject: str,
                 details: Mapping[str, Any]) -> None:
         if self._audit is not None:
-            self._audit(category, action, f"admin:{actor.id}" if actor else "", subject, details)
+            self._audit(category, action, actor_label(actor), _printable(subject)[:256],
+                        dict(details))
+
+
+def _printable(text: str) -> str:
+    return _CONTROL.sub("?", text)
 
 
 def _username(value: str) -> str:

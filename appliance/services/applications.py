@@ -36,15 +36,15 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import Connection, Row, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from appliance.api.access import SECURITY_ADMIN
 from appliance.config import SecurityConfig
-from appliance.custody import KeyHolder
-from appliance.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
+from appliance.custody import KeyHolder, Keyring
+from appliance.errors import NotFound, Unauthorized, ValidationFailed
+from appliance.services.admins import Actor, actor_label, require_manager
 from appliance.storage import Database, schema
 
 SIGN_REQUEST = "sign:request"
@@ -64,17 +64,6 @@ _DUMMY_SECRET = bytes(SECRET_BYTES)
 
 Clock = Callable[[], float]
 AuditHook = Callable[[str, str, str, str, Mapping[str, Any]], None]
-
-
-class Actor(Protocol):
-    @property
-    def id(self) -> int: ...
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def role(self) -> str | None: ...
 
 
 class SignatureInvalid(Unauthorized):
@@ -138,15 +127,15 @@ class ApplicationService:
         self._clock, self._audit = clock, audit
         self._purge_lock = threading.Lock()
         self._last_purge = 0.0
+        self._dummy: tuple[Keyring, bytes, bytes] | None = None  # opened for unknown ids
 
     # -- management ---------------------------------------------------------------------
 
     def create(self, actor: Actor | None, *, name: str,
                scopes: str | Iterable[str]) -> tuple[Credential, str]:
         """A new credential and its secret (base64url): show the secret once, never again.
-        ``actor`` None is the command line (``medsign app create``)."""
-        if actor is not None:
-            _require_manager(actor)
+        ``actor`` None (or a "cli" actor) is the command line (``medsign app create``)."""
+        require_manager(actor, "应用凭证")
         wanted = parse_scopes(scopes)
         name = _name(name)
         keyring = self._holder.keyring()
@@ -156,7 +145,7 @@ class ApplicationService:
             app_id = conn.execute(insert(schema.applications).values(
                 name=name, key_id=key_id, scopes=" ".join(sorted(wanted)), status="active",
                 secret_wrapped=keyring.wrap(secret, _secret_context(key_id)),
-                created_at=self._now(), created_by=actor.name if actor else "cli")
+                created_at=self._now(), created_by=_creator(actor))
                 .returning(schema.applications.c.id)).scalar_one()
             credential = _credential(_row(conn, app_id))
         self._record("data", "app.create", actor, key_id, {"scopes": sorted(wanted)})
@@ -172,11 +161,11 @@ class ApplicationService:
         with self._db.transaction() as conn:
             return _credential(_row(conn, app_id))
 
-    def update(self, actor: Actor, app_id: int, *, name: str | None = None,
+    def update(self, actor: Actor | None, app_id: int, *, name: str | None = None,
                scopes: str | Iterable[str] | None = None, status: str | None = None,
                rotate_secret: bool = False) -> tuple[Credential, str | None]:
         """Rename, change scopes, disable/enable, or rotate the secret (returned once)."""
-        _require_manager(actor)
+        require_manager(actor, "应用凭证")
         values: dict[str, Any] = {}
         if name is not None:
             values["name"] = _name(name)
@@ -215,8 +204,9 @@ class ApplicationService:
             with self._db.transaction() as conn:
                 row = conn.execute(select(schema.applications)
                                    .where(schema.applications.c.key_id == key_id)).first()
-                secret = (keyring.unwrap(row.secret_wrapped, _secret_context(row.key_id))
-                          if row is not None else _DUMMY_SECRET)
+                envelope, context = ((row.secret_wrapped, _secret_context(row.key_id))
+                                     if row is not None else self._dummy_envelope(keyring))
+                secret = keyring.unwrap(envelope, context)
                 if not signature_valid(secret) or row is None:
                     raise SignatureInvalid("请求签名无效")
                 if row.status != "active":
@@ -243,6 +233,13 @@ class ApplicationService:
     def _now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self._clock(), dt.UTC)
 
+    def _dummy_envelope(self, keyring: Keyring) -> tuple[bytes, bytes]:
+        """An envelope to open for an unknown key id, so that it costs what a known one does."""
+        if self._dummy is None or self._dummy[0] is not keyring:
+            context = _secret_context("app_unknown")
+            self._dummy = (keyring, keyring.wrap(_DUMMY_SECRET, context), context)
+        return self._dummy[1], self._dummy[2]
+
     def _maybe_purge(self, now: dt.datetime) -> None:
         stamp = now.timestamp()
         with self._purge_lock:
@@ -254,13 +251,11 @@ class ApplicationService:
     def _record(self, category: str, action: str, actor: Actor | None, subject: str,
                 details: Mapping[str, Any]) -> None:
         if self._audit is not None:
-            self._audit(category, action, f"admin:{actor.id}" if actor else "cli", subject,
-                        details)
+            self._audit(category, action, actor_label(actor), subject, dict(details))
 
 
-def _require_manager(actor: Actor) -> None:
-    if actor.role != SECURITY_ADMIN:
-        raise Forbidden("只有安全管理员可以管理应用凭证")
+def _creator(actor: Actor | None) -> str:
+    return actor.name if actor is not None and actor.kind == "admin" else actor_label(actor)
 
 
 def _name(value: str) -> str:

@@ -16,6 +16,7 @@ from appliance.services.admins import (
     AccountDisabled,
     AccountSpec,
     AdminService,
+    CurrentPasswordWrong,
     LoginFailed,
     PasswordRejected,
     SelfChangeRefused,
@@ -24,7 +25,7 @@ from appliance.services.admins import (
     csrf_token_for,
 )
 from appliance.storage import Database, schema
-from tests.appliance.auth.conftest import PASSWORD, SECURITY, T0, Clock, totp_at
+from tests.appliance.auth.conftest import FAST_HASHER, PASSWORD, SECURITY, T0, Clock, totp_at
 
 
 def _manager(admins: AdminService, name: str = "sec") -> Principal:
@@ -294,7 +295,7 @@ def test_change_own_password(admins: AdminService, clock: Clock) -> None:
     second = admins.login("alice", PASSWORD, totp_at(enrolment.secret, clock()))
     kept = admins.session(second.session_token)
     assert kept is not None
-    with pytest.raises(LoginFailed):
+    with pytest.raises(CurrentPasswordWrong):
         admins.change_password(account.id, "wrong current!", "a new password 9")
     with pytest.raises(PasswordRejected):
         admins.change_password(account.id, PASSWORD, "short")
@@ -305,6 +306,20 @@ def test_change_own_password(admins: AdminService, clock: Clock) -> None:
     with pytest.raises(LoginFailed):
         admins.login("alice", PASSWORD, totp_at(enrolment.secret, clock()))
     admins.login("alice", "a new password 9", totp_at(enrolment.secret, clock() + 30))
+
+
+def test_guessing_through_a_session_locks_and_ends_it(admins: AdminService,
+                                                      clock: Clock) -> None:
+    account, enrolment = admins.create(None, username="alice", role=REVIEWER,
+                                       password=PASSWORD)
+    token = admins.login("alice", PASSWORD, totp_at(enrolment.secret, clock())).session_token
+    for _ in range(SECURITY.admin_max_failures - 1):
+        with pytest.raises(CurrentPasswordWrong):
+            admins.change_password(account.id, "a wrong guess!", "a new password 9")
+    assert admins.session(token) is not None
+    with pytest.raises(Locked):
+        admins.change_password(account.id, "a wrong guess!", "a new password 9")
+    assert admins.session(token) is None
 
 
 def test_bootstrap_creates_once(admins: AdminService) -> None:
@@ -327,3 +342,30 @@ def test_sealed_appliance_refuses_login_and_creation(admins: AdminService,
         admins.login("alice", PASSWORD, "123456")
     with pytest.raises(Sealed):
         admins.create(None, username="bob", role=SYSTEM_ADMIN, password=PASSWORD)
+
+
+def test_changes_and_logins_reach_the_audit_hook(database: Database, holder: KeyHolder,
+                                                 clock: Clock) -> None:
+    entries: list[tuple[str, str, str, str, dict[str, object]]] = []
+    admins = AdminService(database, holder, SECURITY, hasher=FAST_HASHER, clock=clock,
+                          audit=lambda *entry: entries.append(entry))
+    manager = _manager(admins)
+    account, enrolment = admins.create(manager, username="alice", role=REVIEWER,
+                                       password=PASSWORD)
+    with pytest.raises(LoginFailed):
+        admins.login("alice", "wrong password!", "000000")
+    with pytest.raises(LoginFailed):
+        admins.login("bad\nname", "wrong password!", "000000")
+    admins.login("alice", PASSWORD, totp_at(enrolment.secret, clock()))
+    admins.update(manager, account.id, role=SYSTEM_ADMIN)
+    summary = [(c, a, actor, subject) for c, a, actor, subject, _ in entries]
+    assert summary == [
+        ("data", "admin.create", "cli", "sec"),
+        ("data", "admin.create", "admin:sec", "alice"),
+        ("login", "login.failed", "", "alice"),
+        ("login", "login.failed", "", "bad?name"),
+        ("login", "login", "admin:alice", "alice"),
+        ("data", "admin.update", "admin:sec", "alice"),
+    ]
+    assert entries[-1][4]["role"] == SYSTEM_ADMIN
+    assert all(PASSWORD not in str(entry) for entry in entries)

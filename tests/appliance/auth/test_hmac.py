@@ -331,4 +331,4 @@ def test_whoami_round_trip(site: Site, algorithm: Algorithm) -> None:
 
 
 class _Actor:
-    id, name, role = 1, "sec", "security_admin"
+    id, name, role, kind = 1, "sec", "security_admin", "admin"
