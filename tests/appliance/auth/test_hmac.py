@@ -31,7 +31,7 @@ from appliance.api.hmac_signing import (
     sign_request,
     string_to_sign,
 )
-from appliance.services.applications import ApplicationService, decode_secret
+from appliance.services.applications import ApplicationService, Replay, decode_secret
 from appliance.storage import Database, schema
 from signcore.hashes import SM3
 from tests.appliance.auth.conftest import SECURITY, Site
@@ -332,3 +332,25 @@ def test_whoami_round_trip(site: Site, algorithm: Algorithm) -> None:
 
 class _Actor:
     id, name, role, kind = 1, "sec", "security_admin", "admin"
+
+
+def test_a_nonce_is_refused_across_workers(database: Database, holder: Any) -> None:
+    """Two service instances (two gunicorn workers, or two nodes) share the nonce table."""
+    first, second = (ApplicationService(database, holder, SECURITY) for _ in range(2))
+    credential, _ = first.create(None, name="HIS", scopes="verify")
+    first.authenticate(credential.key_id, "n" * 20, lambda _secret: True)
+    with pytest.raises(Replay):
+        second.authenticate(credential.key_id, "n" * 20, lambda _secret: True)
+    second.authenticate(credential.key_id, "m" * 20, lambda _secret: True)
+    first.close()
+    second.close()
+
+
+def test_nonce_commits_skip_fsync_on_sqlite_only_for_nonces(database: Database,
+                                                            apps: ApplicationService) -> None:
+    if database.kind != "sqlite":
+        pytest.skip("PostgreSQL relaxes synchronous_commit per transaction")
+    with apps._nonce_transaction() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    with database.transaction() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL, untouched
