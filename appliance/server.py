@@ -484,6 +484,33 @@ def public_url(config: Config) -> str:
     return f"{scheme}://{shown}:{port}"
 
 
+def gunicorn_settings(config: Config) -> dict[str, Any]:
+    """gunicorn's settings for a configuration (hooks apart); bench/api.py serves its
+    reference app with exactly these."""
+    settings: dict[str, Any] = {
+        "bind": [config.server.bind],
+        "workers": config.server.workers,
+        "threads": config.server.threads,
+        "worker_class": "gthread",
+        "graceful_timeout": GRACEFUL_TIMEOUT,
+        "timeout": WORKER_TIMEOUT,
+        "keepalive": KEEPALIVE,
+        "proc_name": "medsign",
+        "errorlog": "-",
+        "loglevel": "info",
+        # gunicorn 23+ opens a control socket in $HOME by default: not on an appliance.
+        "control_socket_disable": True,
+        # The body limit is the app's (BodyLimit); gunicorn's own limits stay default.
+    }
+    if config.tls_enabled:
+        settings.update({
+            "certfile": config.server.tls_cert,
+            "keyfile": config.server.tls_key,
+            "ssl_context": lambda _cfg, factory: tls_context(config, factory),
+        })
+    return settings
+
+
 class MedsignApplication(BaseApplication):  # type: ignore[misc]
     """gunicorn with the settings of the medsign configuration (no command line)."""
 
@@ -495,7 +522,7 @@ class MedsignApplication(BaseApplication):  # type: ignore[misc]
         super().__init__()
 
     def load_config(self) -> None:
-        config, custodian = self.medsign_config, self.custodian
+        custodian = self.custodian
 
         def post_fork(_server: Any, _worker: Any) -> None:
             custodian.close_in_child()
@@ -503,30 +530,8 @@ class MedsignApplication(BaseApplication):  # type: ignore[misc]
         def on_exit(_server: Any) -> None:
             custodian.stop()
 
-        settings: dict[str, Any] = {
-            "bind": [config.server.bind],
-            "workers": config.server.workers,
-            "threads": config.server.threads,
-            "worker_class": "gthread",
-            "graceful_timeout": GRACEFUL_TIMEOUT,
-            "timeout": WORKER_TIMEOUT,
-            "keepalive": KEEPALIVE,
-            "proc_name": "medsign",
-            "errorlog": "-",
-            "loglevel": "info",
-            # gunicorn 23+ opens a control socket in $HOME by default: not on an appliance.
-            "control_socket_disable": True,
-            "post_fork": post_fork,
-            "on_exit": on_exit,
-            # The body limit is the app's (BodyLimit); gunicorn's own limits stay default.
-        }
-        if config.tls_enabled:
-            settings.update({
-                "certfile": config.server.tls_cert,
-                "keyfile": config.server.tls_key,
-                "ssl_context": lambda _cfg, factory: tls_context(config, factory),
-            })
-        settings.update(self.extra)
+        settings = {**gunicorn_settings(self.medsign_config), "post_fork": post_fork,
+                    "on_exit": on_exit, **self.extra}
         for name, value in settings.items():
             if name in self.cfg.settings:
                 self.cfg.set(name, value)

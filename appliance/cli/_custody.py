@@ -93,19 +93,28 @@ def _parse_shamir(text: str) -> tuple[int, int]:
               help="seal the KEK with the passphrase on the first line of FILE")
 @click.option("--shamir", metavar="K/N",
               help="seal the KEK with N Shamir shares, any K of which unseal")
+@click.option("--pkcs11", is_flag=True,
+              help="seal the KEK with the PKCS#11 token of custody.pkcs11_module and "
+                   "custody.pkcs11_token_label (asks for the token's user PIN)")
+@click.option("--pin-file", metavar="FILE",
+              help="with --pkcs11: the user PIN on the first line of FILE")
 @click.option("--data-dir", metavar="DIR",
               help="data directory, when the configuration is created "
                    "(default: data/ next to the configuration file)")
-def init_command(config_path: str | None, demo: bool, passphrase_file: str | None,
-                 shamir: str | None, data_dir: str | None) -> int:
+def init_command(*, config_path: str | None, demo: bool, passphrase_file: str | None,
+                 shamir: str | None, pkcs11: bool, pin_file: str | None,
+                 data_dir: str | None) -> int:
     """Create the installation: configuration, data directory, database, sealed KEK."""
     from appliance.custody import KekStore, initialize_kek  # noqa: PLC0415 -- keeps CLI start-up fast
 
-    if demo and (passphrase_file or shamir):
+    if demo and (passphrase_file or shamir or pkcs11):
         raise click.UsageError("--demo makes its own passphrase; it takes neither "
-                               "--passphrase-file nor --shamir")
-    if passphrase_file and shamir:
-        raise click.UsageError("--passphrase-file and --shamir are mutually exclusive")
+                               "--passphrase-file, --shamir nor --pkcs11")
+    if sum(bool(x) for x in (passphrase_file, shamir, pkcs11)) > 1:
+        raise click.UsageError("--passphrase-file, --shamir and --pkcs11 are mutually "
+                               "exclusive")
+    if pin_file and not pkcs11:
+        raise click.UsageError("--pin-file goes with --pkcs11")
     split = _parse_shamir(shamir) if shamir else None
     path = resolve_config_path(config_path)
     if not path.exists():
@@ -128,6 +137,10 @@ def init_command(config_path: str | None, demo: bool, passphrase_file: str | Non
         if split is not None:
             keyring, shares = initialize_kek(store, shamir=split)
             _print_shares(shares, split)
+        elif pkcs11:
+            keyring, _ = initialize_kek(store, pkcs11=_token(config, pin_file))
+            print(f"KEK created and sealed with the key {config.custody.pkcs11_key_label!r} "
+                  f"of PKCS#11 token {config.custody.pkcs11_token_label!r}")
         else:
             passphrase = (read_secret_file(passphrase_file, "passphrase") if passphrase_file
                           else prompt_secret("Unseal passphrase", confirm=True))
@@ -138,6 +151,19 @@ def init_command(config_path: str | None, demo: bool, passphrase_file: str | Non
         return 0
     finally:
         database.dispose()
+
+
+def _token(config: Any, pin_file: str | None) -> Any:
+    from appliance.custody import Pkcs11Token  # noqa: PLC0415 -- keeps CLI start-up fast
+
+    custody = config.custody
+    if not custody.pkcs11_module or not custody.pkcs11_token_label:
+        raise CliError("--pkcs11 needs custody.pkcs11_module and custody.pkcs11_token_label "
+                       "in the configuration")
+    pin = (read_secret_file(pin_file, "PIN") if pin_file
+           else prompt_secret("Token user PIN"))
+    return Pkcs11Token(module=custody.pkcs11_module, token_label=custody.pkcs11_token_label,
+                       key_label=custody.pkcs11_key_label, pin=pin)
 
 
 def _open_database(config: Any) -> Any:
