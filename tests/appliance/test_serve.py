@@ -18,6 +18,8 @@ import re
 import signal
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -471,3 +473,17 @@ def test_tls_1_2_and_1_3_only(tmp_path: Path) -> None:
         assert (done.code, done.out.strip()) == (0, "unsealed"), done.err
         untrusted = cli_process("unseal", "--url", server.url, "--passphrase-file", pass_file)
         assert untrusted.code == 2 and "CERTIFICATE_VERIFY_FAILED" in untrusted.err
+
+
+def test_kek_policy_is_workers_or_root() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert server_module.is_my_child(child.pid)
+        assert server_module.worker_or_root(child.pid, 1000)
+        assert not server_module.is_my_child(os.getpid())  # not a child of itself
+        assert not server_module.worker_or_root(os.getpid(), 1000)
+        assert server_module.worker_or_root(os.getpid(), 0)
+        assert not server_module.is_my_child(1)  # init, the parent of everything
+    finally:
+        child.kill()
+        child.wait()
