@@ -234,7 +234,7 @@ def _xlsx_rows(data: bytes) -> Iterator[tuple[int, Sequence[object]]]:
         raise ImportRefused("无法读取该 XLSX 文件，请确认文件未损坏"
                             "并以 Excel 工作簿格式保存") from None
     try:
-        sheet = workbook.worksheets[0]
+        sheet = _pick_sheet(workbook)
         yield from enumerate(sheet.iter_rows(min_row=1, max_col=MAX_COLUMNS, values_only=True),
                              start=1)
     except ImportRefused:
@@ -243,6 +243,17 @@ def _xlsx_rows(data: bytes) -> Iterator[tuple[int, Sequence[object]]]:
         raise ImportRefused("读取 XLSX 文件内容失败，请确认文件未损坏") from None
     finally:
         workbook.close()
+
+
+def _pick_sheet(workbook: Any) -> Any:
+    """The first worksheet with a header row (a template may open with an instructions
+    sheet), else the first one."""
+    for sheet in workbook.worksheets:
+        rows = sheet.iter_rows(min_row=1, max_row=HEADER_SEARCH_ROWS, max_col=MAX_COLUMNS,
+                               values_only=True)
+        if any(_is_header(cells) for cells in rows):
+            return sheet
+    return workbook.worksheets[0]
 
 
 def normalize_header(text: object) -> str:
@@ -255,13 +266,17 @@ def normalize_header(text: object) -> str:
 def _find_header(raw: Iterator[tuple[int, Sequence[object]]]) -> tuple[int, Sequence[object]]:
     """The first row naming at least the three required columns (a title row may precede)."""
     for number, cells in raw:
-        fields = {HEADER_ALIASES.get(normalize_header(c)) for c in cells}
-        if {"name", "id_number", "kind"} <= fields:
+        if _is_header(cells):
             return number, cells
         if number >= HEADER_SEARCH_ROWS:
             break
     raise ImportRefused("未找到表头：第一行应包含列名 姓名、身份证号、类别"
                         "（以及手机号、科室、职称、资格证书编号、执业证书编号）")
+
+
+def _is_header(cells: Sequence[object]) -> bool:
+    fields = {HEADER_ALIASES.get(normalize_header(c)) for c in cells}
+    return {"name", "id_number", "kind"} <= fields
 
 
 def _map_header(header: Sequence[object]) -> tuple[dict[int, tuple[str, str]], list[str]]:
@@ -310,6 +325,15 @@ def cell_text(value: object, field: str) -> str:
     raise FieldError("应为文本，不能是日期或时间")
 
 
+def _safe_name(value: object) -> str:
+    """The row's name for the report, only if it looks like a name (a swapped column must not
+    put an ID number into the report)."""
+    try:
+        return check_field("name", cell_text(value, "name"))
+    except FieldError:
+        return ""
+
+
 @dataclasses.dataclass
 class _Row:
     number: int
@@ -322,18 +346,18 @@ def _validate_row(table: Table, number: int, cells: Sequence[object]) -> _Row:
     """The row's normalized values and its errors."""
     raw = {field: (label, cells[i] if i < len(cells) else None)
            for i, (field, label) in table.columns.items()}
-    name = str(raw["name"][1] or "").strip()[:64]
-    row = _Row(number, name, {}, [])
+    row = _Row(number, _safe_name(raw["name"][1]), {}, [])
     for field, (label, value) in raw.items():
         try:
             row.values[field] = check_field(field, cell_text(value, field))
         except FieldError as exc:
-            row.errors.append(RowError(number, label, field, exc.reason, name))
+            row.errors.append(RowError(number, label, field, exc.reason, row.name))
     if not row.errors:
         labels = {f: label for f, (label, _) in raw.items()}
         for field in required_for_review(row.values):
             row.errors.append(RowError(number, labels.get(field, FIELD_LABELS[field]), field,
-                                       "不能为空" if field in labels else "缺少该列", name))
+                                       "不能为空" if field in labels else "缺少该列",
+                                       row.name))
     return row
 
 
@@ -434,7 +458,16 @@ def import_file(service: SignerService, path: str | Path, actor: Actor,
 
     ``progress(rows_processed, total_rows)`` is called before the first row and after each
     batch.  File-level problems raise :class:`ImportRefused` (or PayloadTooLarge); row-level
-    problems are in the report."""
+    problems are in the report.  For the command line::
+
+        service = SignerService(database, key_holder, audit=audit_log)
+        with click.progressbar(length=1, label="导入") as bar:
+            def progress(done: int, total: int) -> None:
+                bar.length = max(total, 1)
+                bar.update(done - bar.pos)
+            report = import_file(service, path, CliActor(getpass.getuser()), progress)
+        Path("errors.csv").write_bytes(report.to_csv())
+    """
     path = Path(path)
     if path.stat().st_size > MAX_FILE_BYTES:
         raise PayloadTooLarge(f"文件超过 {MAX_FILE_BYTES // (1024 * 1024)} MiB")

@@ -67,6 +67,7 @@ MAX_LENGTHS = {"name": 64, "department": 128, "title": 64, "qualification_no": 6
 MAX_NOTE = 500
 MAX_PAGE = 200
 MAX_REVIEW_BATCH = 1000
+MAX_ID = 2**63 - 1  # BIGINT: larger ids cannot exist (and would overflow the driver)
 
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
@@ -199,6 +200,16 @@ def check_field(field: str, raw: object) -> str:
             raise FieldError("不能为空")
         return ""
     return CHECKS[field](value)
+
+
+def check_note(value: str, field: str = "note") -> str:
+    """A reviewer's note or a reason: text of at most :data:`MAX_NOTE` characters, line breaks
+    allowed, other control characters not."""
+    if len(value) > MAX_NOTE or any(
+            unicodedata.category(ch) == "Cc" and ch not in "\n\r\t" for ch in value):
+        raise invalid([{"field": field,
+                        "reason": f"应为不超过 {MAX_NOTE} 个字符的文本，且不含控制字符"}])
+    return value
 
 
 def required_for_review(values: Mapping[str, str]) -> list[str]:
@@ -387,8 +398,10 @@ class SignerService:
 
     def get(self, signer_id: int) -> Signer:
         keyring = self._holder.keyring()
-        with self._db.transaction() as conn:
-            row = conn.execute(select(T).where(T.c.id == signer_id)).first()
+        row = None
+        if 0 < signer_id <= MAX_ID:
+            with self._db.transaction() as conn:
+                row = conn.execute(select(T).where(T.c.id == signer_id)).first()
         if row is None:
             raise NotFound(f"签署人 {signer_id} 不存在")
         return self._view(keyring, row)
@@ -400,6 +413,9 @@ class SignerService:
         keyring = self._holder.keyring()
         limit = max(1, min(limit, MAX_PAGE))
         offset = max(0, offset)
+        for field, value in (("department", department), ("name", name_prefix)):
+            if value and (len(value) > MAX_LENGTHS[field] or not value.isprintable()):
+                raise invalid([{"field": field, "reason": "过滤条件无效"}])
         where = []
         if status:
             where.append(T.c.status == status)
@@ -626,12 +642,13 @@ class SignerService:
 
     def disable(self, signer_id: int, actor: Actor, *, reason: str = "") -> Signer:
         """Any status but ``disabled`` → ``disabled``; the old status is kept for enable."""
+        check_note(reason, "reason")
         with self._db.transaction() as conn:
             row = self._locked(conn, signer_id, None)
             _expect(row.status, EDITABLE, "停用")
             self._set_status(conn, row, DISABLED, status_before_disable=row.status)
         self._log(actor, "signer.disable", signer_id,
-                  {"from": row.status, "status": DISABLED, "reason": reason[:MAX_NOTE]})
+                  {"from": row.status, "status": DISABLED, "reason": reason})
         return self.get(signer_id)
 
     def enable(self, signer_id: int, actor: Actor) -> Signer:
@@ -665,7 +682,7 @@ class SignerService:
         transaction; each decision succeeds or fails on its own."""
         if len(decisions) > MAX_REVIEW_BATCH:
             raise ValidationFailed(f"一次最多审核 {MAX_REVIEW_BATCH} 条")
-        ids = sorted({d.signer_id for d in decisions})
+        ids = sorted({d.signer_id for d in decisions if 0 < d.signer_id <= MAX_ID})
         seen: set[int] = set()
         results: list[DecisionResult] = []
         with self._db.transaction() as conn:
@@ -684,23 +701,15 @@ class SignerService:
     def _decide(self, conn: Connection, row: Row[Any] | None, decision: Decision,
                 seen: set[int], actor: Actor) -> DecisionResult:
         sid = decision.signer_id
-        if sid in seen:
-            return DecisionResult(sid, False, code="conflict", detail="同一批次中重复出现")
+        refusal = _refusal(row, decision, seen)
         seen.add(sid)
-        if row is None:
-            return DecisionResult(sid, False, code="not-found", detail=f"签署人 {sid} 不存在")
-        if decision.version is not None and decision.version != row.version:
-            return DecisionResult(sid, False, code="conflict",
-                                  detail="记录已被修改，请刷新后重新审核")
-        if row.status != PENDING_REVIEW:
-            return DecisionResult(sid, False, code="conflict",
-                                  detail=f"当前状态为“{STATUS_LABELS[row.status]}”，不是待审核")
-        if not decision.approve and not decision.note.strip():
-            return DecisionResult(sid, False, code="validation-failed",
-                                  detail="驳回时必须填写原因")
+        if refusal is not None:
+            code, detail = refusal
+            return DecisionResult(sid, False, code=code, detail=detail)
+        assert row is not None
         status = ACTIVE if decision.approve else DRAFT
         conn.execute(update(T).where(T.c.id == sid).values(
-            status=status, review_note=decision.note[:MAX_NOTE], reviewed_at=_now(),
+            status=status, review_note=decision.note, reviewed_at=_now(),
             reviewed_by=actor.id if actor.kind == "admin" else None,
             version=row.version + 1, updated_at=_now()))
         return DecisionResult(sid, True, status=status)
@@ -709,7 +718,9 @@ class SignerService:
 
     @staticmethod
     def _locked(conn: Connection, signer_id: int, version: int | None) -> Row[Any]:
-        row = conn.execute(select(T).where(T.c.id == signer_id).with_for_update()).first()
+        row = None
+        if 0 < signer_id <= MAX_ID:
+            row = conn.execute(select(T).where(T.c.id == signer_id).with_for_update()).first()
         if row is None:
             raise NotFound(f"签署人 {signer_id} 不存在")
         if version is not None and version != row.version:
@@ -743,6 +754,31 @@ class SignerService:
 STATUS_LABELS = {DRAFT: "草稿", PENDING_REVIEW: "待审核", ACTIVE: "已启用", DISABLED: "已停用"}
 _TRANSITION_LABELS = {"提交审核": "只有草稿可以提交审核", "停用": "该签署人已停用",
                       "启用": "只有已停用的签署人可以启用"}
+
+
+def _refusal(row: Row[Any] | None, decision: Decision,
+             seen: set[int]) -> tuple[str, str] | None:
+    """Why a review decision cannot be applied, as (problem code, zh-CN detail), or None."""
+    sid = decision.signer_id
+    if sid in seen:
+        return "conflict", "同一批次中重复出现"
+    if row is None:
+        return "not-found", f"签署人 {sid} 不存在"
+    if decision.version is not None and decision.version != row.version:
+        return "conflict", "记录已被修改，请刷新后重新审核"
+    if row.status != PENDING_REVIEW:
+        return "conflict", f"当前状态为“{STATUS_LABELS[row.status]}”，不是待审核"
+    return _note_refusal(decision)
+
+
+def _note_refusal(decision: Decision) -> tuple[str, str] | None:
+    try:
+        check_note(decision.note)
+    except ValidationFailed as exc:
+        return exc.code, exc.detail
+    if not decision.approve and not decision.note.strip():
+        return "validation-failed", "驳回时必须填写原因"
+    return None
 
 
 def _expect(status: str, allowed: Iterable[str], action: str) -> None:

@@ -264,3 +264,24 @@ def test_every_route_for_every_caller(client: falcon.testing.TestClient) -> None
     for method in ("PUT", "DELETE"):
         assert client.simulate_request(method, "/api/v1/signers",
                                        headers=SECURITY).status_code in (403, 405)
+
+
+def test_input_the_database_would_choke_on(client: falcon.testing.TestClient) -> None:
+    """NUL characters (PostgreSQL refuses them in text) and ids beyond BIGINT are 4xx."""
+    signer = _create(client, 1)
+    path = f"/api/v1/signers/{signer['id']}"
+    client.simulate_post(path + "/submit", headers=SECURITY)
+    for params in ({"department": "外\x00科"}, {"name": "\x00"}):
+        listing = client.simulate_get("/api/v1/signers", params=params, headers=SECURITY)
+        assert listing.status_code == 400, params
+    review = client.simulate_post("/api/v1/signers/review", headers=REVIEW, json=[
+        {"id": signer["id"], "decision": "reject", "note": "a\x00b"}])
+    assert review.json["results"][0]["code"] == "validation-failed"
+    huge = client.simulate_post("/api/v1/signers/review", headers=REVIEW, json=[
+        {"id": 2**64, "decision": "approve"}])
+    assert huge.status_code == 400
+    assert client.simulate_get(f"/api/v1/signers/{2**64}", headers=SECURITY).status_code == 404
+    reason = client.simulate_post(path + "/disable", json={"reason": "\x00"}, headers=SECURITY)
+    assert reason.status_code == 400
+    edit = client.simulate_patch(path, json={"department": "外\x00科"}, headers=SECURITY)
+    assert edit.status_code == 400 and edit.json["errors"][0]["field"] == "department"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -268,3 +269,52 @@ def _csv(rows: list[list[str]]) -> bytes:
 def _count(database: Database) -> int:
     with database.transaction() as conn:
         return int(conn.execute(select(func.count()).select_from(schema.signers)).scalar_one())
+
+
+def test_the_sheet_with_the_header_is_used(service: SignerService, admins: Admins) -> None:
+    workbook = openpyxl.Workbook()
+    instructions = workbook.active
+    instructions.title = "填写说明"
+    instructions.append(["身份证号请设为文本格式"])
+    data = workbook.create_sheet("医护人员")
+    data.append(HEADER)
+    data.append(_row(signer_data(1)))
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    assert import_data(service, buffer.getvalue(), admins["security_admin"]).created == 1
+
+
+def test_a_swapped_column_puts_no_id_number_in_the_report(service: SignerService,
+                                                          admins: Admins) -> None:
+    good = _row(signer_data(1))
+    swapped = [good[1], good[0], *good[2:]]
+    report = import_data(service, _csv([HEADER, swapped]), admins["security_admin"])
+    assert report.failed == 1 and {e.name for e in report.errors} == {""}
+    assert good[1] not in report.to_csv().decode("utf-8-sig")
+    assert good[1] not in str(report.to_json())
+
+
+def test_two_imports_of_the_same_people_at_once(service: SignerService, admins: Admins,
+                                                database: Database) -> None:
+    """Each person is created once; the other import reports them as already registered
+    (on PostgreSQL the unique index settles the race and the batch is retried)."""
+    count = 1200
+    data = _csv([HEADER] + [_row(signer_data(n)) for n in range(count)])
+    reports: list[ImportReport] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            reports.append(import_data(service, data, admins["security_admin"]))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert sum(r.created for r in reports) == count
+    assert sum(r.failed for r in reports) == count
+    assert _count(database) == count
