@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from appliance.api.access import AUDIT_ADMIN, REVIEWER, SECURITY_ADMIN, SYSTEM_ADMIN, Principal
 from appliance.custody import KekStore, KeyHolder, Keyring
@@ -101,3 +101,15 @@ def audit() -> AuditRecorder:
 def service(database: Database, holder: KeyHolder, audit: AuditRecorder,
             admins: dict[str, Principal]) -> SignerService:
     return SignerService(database, holder, audit=audit)
+
+
+def dump_database(database: Database) -> bytes:
+    """Every value of every row of every table, as bytes (to look for data in clear)."""
+    out = bytearray()
+    with database.transaction() as conn:
+        for table in schema.metadata.sorted_tables:
+            for row in conn.execute(select(table)):
+                for value in row:
+                    out += value if isinstance(value, bytes) else str(value).encode()
+                    out += b"\x00"
+    return bytes(out)

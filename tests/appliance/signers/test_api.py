@@ -21,7 +21,7 @@ from appliance.custody import KeyHolder
 from appliance.services import imports
 from appliance.storage import Database
 from appliance.wsgi import build
-from tests.appliance.signers.conftest import ADMIN_IDS, signer_data
+from tests.appliance.signers.conftest import ADMIN_IDS, dump_database, signer_data
 
 SAMPLE = Path(__file__).with_name("data") / "signers.csv"
 
@@ -285,3 +285,23 @@ def test_input_the_database_would_choke_on(client: falcon.testing.TestClient) ->
     assert reason.status_code == 400
     edit = client.simulate_patch(path, json={"department": "外\x00科"}, headers=SECURITY)
     assert edit.status_code == 400 and edit.json["errors"][0]["field"] == "department"
+
+
+def test_no_personal_data_in_clear_after_api_use(client: falcon.testing.TestClient,
+                                                 database: Database) -> None:
+    """Create, edit, review and import through the API, then read every row of every table
+    (the audit log included, once it is wired): no ID number or phone in clear."""
+    signer = _create(client, 1)
+    client.simulate_patch(f"/api/v1/signers/{signer['id']}", json={"phone": "13512345678"},
+                          headers=SECURITY)
+    client.simulate_post(f"/api/v1/signers/{signer['id']}/submit", headers=SECURITY)
+    client.simulate_post("/api/v1/signers/review", headers=REVIEW,
+                         json=[{"id": signer["id"], "decision": "approve"}])
+    client.simulate_post("/api/v1/signers/import", body=SAMPLE.read_bytes(),
+                         headers={**SECURITY, "Content-Type": "text/csv"})
+    sample = SAMPLE.read_text(encoding="utf-8").splitlines()[1:]
+    secrets = {str(signer_data(1)["id_number"]), str(signer_data(1)["phone"]), "13512345678"}
+    secrets |= {cell for line in sample for cell in line.split(",")[1:3] if len(cell) >= 11}
+    dump = dump_database(database)
+    for secret in secrets:
+        assert secret.encode() not in dump, secret

@@ -6,7 +6,6 @@ from __future__ import annotations
 import secrets as secrets_module
 
 import pytest
-from sqlalchemy import select
 
 from appliance.api.access import Principal
 from appliance.custody import KeyHolder
@@ -21,8 +20,13 @@ from appliance.services.signers import (
     SignerService,
     pii_hmac,
 )
-from appliance.storage import Database, schema
-from tests.appliance.signers.conftest import AuditRecorder, signer_data, unique_id_number
+from appliance.storage import Database
+from tests.appliance.signers.conftest import (
+    AuditRecorder,
+    dump_database,
+    signer_data,
+    unique_id_number,
+)
 
 Admins = dict[str, Principal]
 
@@ -247,7 +251,7 @@ def test_nothing_personal_in_clear_in_the_database(service: SignerService, admin
         secrets += [str(data["id_number"]), str(data["phone"])]
     service.update(signer.id, {"phone": "13612345678"}, security)
     secrets.append("13612345678")
-    dump = _dump(database)
+    dump = dump_database(database)
     for secret in secrets:
         assert secret.encode() not in dump
         assert secret[-8:].encode() not in dump  # not even a tail
@@ -255,18 +259,6 @@ def test_nothing_personal_in_clear_in_the_database(service: SignerService, admin
     keyring = holder.keyring()
     assert pii_hmac(keyring, secrets[0]).encode() in dump  # found by HMAC, not by value
     assert all(secret not in repr(audit.entries) for secret in secrets)
-
-
-def _dump(database: Database) -> bytes:
-    """Every value of every row of every table, as bytes."""
-    out = bytearray()
-    with database.transaction() as conn:
-        for table in schema.metadata.sorted_tables:
-            for row in conn.execute(select(table)):
-                for value in row:
-                    out += value if isinstance(value, bytes) else str(value).encode()
-                    out += b"\x00"
-    return bytes(out)
 
 
 def test_sealed_appliance_refuses(service: SignerService, holder: KeyHolder,
