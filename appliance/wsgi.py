@@ -11,11 +11,13 @@ import falcon
 
 from appliance import config as config_module
 from appliance.api import applications as applications_api
+from appliance.api import audit as audit_api
 from appliance.api import auth, console, openapi, problems, system
 from appliance.api import signers as signers_api
 from appliance.api.access import AccessControl, Authenticator, BodyLimit, check_routes
 from appliance.config import Config
 from appliance.custody import KekStore, KeyHolder
+from appliance.services.audit import AuditLog
 from appliance.services.signers import SignerService
 from appliance.storage import Database
 
@@ -32,6 +34,7 @@ class Appliance:
     key_holder: KeyHolder
     metrics: system.Metrics
     app: WsgiApp
+    audit: AuditLog  # its committer and checkpoint timer start with the first append
 
 
 def build(config: Config, *, database: Database | None = None,
@@ -43,7 +46,8 @@ def build(config: Config, *, database: Database | None = None,
     db.migrate()
     holder = key_holder or KeyHolder(KekStore(db), pkcs11_module=config.custody.pkcs11_module)
     metrics = system.Metrics()
-    admins, apps = auth.services(db, holder, config)
+    audit = AuditLog(db, holder, config.audit)
+    admins, apps = auth.services(db, holder, config, audit=audit)
     if authenticators is None:
         authenticators = auth.authenticators(db, holder, config, admins=admins, applications=apps)
     middleware: list[Any] = [
@@ -58,15 +62,15 @@ def build(config: Config, *, database: Database | None = None,
         **system.routes(db, holder, metrics),
         **console.routes(admins, auth.SessionCookie(config.security.cookie_secure)),
         **applications_api.routes(apps),
-        # audit=None until appliance.services.audit exists (seam in SignerService).
-        **signers_api.routes(SignerService(db, holder, audit=None)),
+        **signers_api.routes(SignerService(db, holder, audit=audit)),
+        **audit_api.routes(audit),
     }
     # The OpenAPI document lists every route of the app, whoever added it (built on first GET).
     resources.update(openapi.routes(app, cookie_secure=config.security.cookie_secure))
     check_routes(resources.values())
     for path, resource in resources.items():
         app.add_route(path, resource)
-    return Appliance(config, db, holder, metrics, app)
+    return Appliance(config, db, holder, metrics, app, audit)
 
 
 def application() -> WsgiApp:

@@ -51,11 +51,12 @@ import re
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TextIO
 
 from sqlalchemy import Connection, Row, func, insert, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from appliance.config import AuditConfig
 from appliance.custody import KeyHolder, Keyring
@@ -343,6 +344,7 @@ class _Pending:
 
 
 _STOP = object()
+_Writer = Callable[[list[tuple[Entry, str]]], list[int]]
 
 
 class _Committer:
@@ -354,8 +356,10 @@ class _Committer:
     one each.  A lone writer (previous batch of one) never waits.
     """
 
-    def __init__(self, write: Callable[[list[tuple[Entry, str]]], list[int]],
-                 max_batch: int, gather: float) -> None:
+    def __init__(self, write: Callable[[], _Writer | None], max_batch: int,
+                 gather: float) -> None:
+        # ``write`` dereferences a weak method: an abandoned AuditLog is not kept alive by its
+        # own thread, and its finalizer stops the thread.
         self._write, self._max, self._gather = write, max_batch, gather
         self._expected = 1
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -373,6 +377,9 @@ class _Committer:
     def stop(self) -> None:
         self._queue.put(_STOP)
         self._thread.join()
+
+    def stop_soon(self) -> None:
+        self._queue.put(_STOP)
 
     def _run(self) -> None:
         while True:
@@ -415,7 +422,10 @@ class _Committer:
 
     def _commit(self, batch: list[_Pending]) -> None:
         try:
-            seqs = self._write([e for pending in batch for e in pending.entries])
+            write = self._write()
+            if write is None:
+                raise RuntimeError("the audit log was closed")
+            seqs = write([e for pending in batch for e in pending.entries])
         except BaseException as exc:  # every waiting caller learns of the failure
             for pending in batch:
                 pending.error = exc
@@ -454,6 +464,10 @@ class AuditLog:
         self._tree = MerkleTree(self._leaf_hashes, 0, hasher=hasher, chunk_bits=10)
         self._signer: tuple[str, str, SM2PrivateKey] | None = None  # (kek fp, key id, key)
 
+    @property
+    def database(self) -> Database:
+        return self._db
+
     # --- appending ---
 
     def append(self, category: str, action: str, actor: str = "", subject: str = "",
@@ -486,7 +500,9 @@ class AuditLog:
                 raise RuntimeError("the audit log is closed")
             if self._pid != os.getpid() or self._committer is None:  # new, or forked
                 self._pid = os.getpid()
-                self._committer = _Committer(self._write, self._max_batch, self._gather)
+                self._committer = _Committer(weakref.WeakMethod(self._write), self._max_batch,
+                                             self._gather)
+                weakref.finalize(self, self._committer.stop_soon)
                 self._start_ticker()
             return self._committer
 
@@ -572,18 +588,22 @@ class AuditLog:
         return max(1, self.config.checkpoint_interval_seconds)
 
     def _start_ticker(self) -> None:
-        self._ticker = threading.Thread(target=self._tick_forever, name="audit-checkpoints",
-                                        daemon=True)
+        self._ticker = threading.Thread(target=_tick_forever, name="audit-checkpoints",
+                                        args=(weakref.ref(self), self._closed), daemon=True)
+        weakref.finalize(self, self._closed.set)
         self._ticker.start()
 
-    def _tick_forever(self) -> None:
-        while not self._closed.wait(self._interval()):
-            try:
-                self.maybe_checkpoint()
-            except Sealed:
-                continue  # nothing can be signed while sealed; entries keep accumulating
-            except Exception:
-                LOG.exception("audit checkpoint failed")
+    def tick(self) -> None:
+        """One beat of the cadence, as the timer thread runs it (errors are logged)."""
+        try:
+            self.maybe_checkpoint()
+        except Sealed:
+            pass  # nothing can be signed while sealed; entries keep accumulating
+        except OperationalError as exc:
+            LOG.warning("audit checkpoint skipped, the database is unavailable: %s",
+                        str(exc).splitlines()[0])
+        except Exception:
+            LOG.exception("audit checkpoint failed")
 
     def _signing_key(self, keyring: Keyring) -> SM2PrivateKey:
         """The SM2 audit-signing key, created on first use (under the log's lock, so two
@@ -691,6 +711,23 @@ class AuditLog:
             committer, self._committer = self._committer, None
         if committer is not None and self._pid == os.getpid():
             committer.stop()
+
+
+def _tick_forever(ref: weakref.ReferenceType[AuditLog], closed: threading.Event) -> None:
+    """The checkpoint timer; ends when the log is closed or garbage."""
+    while True:
+        log = ref()
+        if log is None:
+            return
+        interval = log._interval()
+        del log
+        if closed.wait(interval):
+            return
+        log = ref()
+        if log is None:
+            return
+        log.tick()
+        del log
 
 
 def _checkpoint_record(row: Row[Any]) -> CheckpointRecord:

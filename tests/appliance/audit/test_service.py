@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import csv
 import datetime as dt
+import gc
 import io
 import json
 import threading
@@ -218,6 +219,26 @@ def test_the_background_timer_checkpoints(database: Database, holder: KeyHolder)
         threading.Event().wait(0.1)
     log.close()
     assert log.latest_checkpoint() is not None
+
+
+def test_the_timer_tolerates_a_sealed_appliance(audit: AuditLog, holder: KeyHolder) -> None:
+    audit.append("system", "a")
+    holder.seal()
+    audit.tick()  # logged and skipped, never raised into the timer thread
+    assert audit.latest_checkpoint() is None
+
+
+def test_an_abandoned_log_stops_its_threads(database: Database, holder: KeyHolder) -> None:
+    log = AuditLog(database, holder)
+    log.append("system", "a")
+    names = {"audit-committer", "audit-checkpoints"}
+    mine = [t for t in threading.enumerate() if t.name in names and t.is_alive()]
+    assert len(mine) >= 2
+    del log
+    gc.collect()
+    for thread in mine:
+        thread.join(timeout=10)
+    assert not [t for t in mine if t.is_alive()]
 
 
 # --- proofs --------------------------------------------------------------------------------------
