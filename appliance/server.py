@@ -53,7 +53,7 @@ from gunicorn.app.base import BaseApplication
 
 from appliance.config import Config
 from appliance.custody import KekStore, KeyHolder, Keyring
-from appliance.errors import ApplianceError, ConfigError, Sealed
+from appliance.errors import ApplianceError, ConfigError, Forbidden, Sealed
 from appliance.storage import Database
 from appliance.wsgi import build
 from signcore import selftest
@@ -269,8 +269,8 @@ class KeyCustodian:
 
     def _answer(self, connection: socket.socket, request: dict[str, Any]) -> dict[str, Any]:
         pid, uid = _peer_credentials(connection)
-        if uid != os.getuid():
-            raise ApplianceError("peer runs under another user")
+        if uid not in (os.getuid(), 0):
+            raise Forbidden("the key custodian serves only its own user and root")
         op = request.get("op")
         if op == "status":
             return {"ok": True, "status": self.holder.status()}
@@ -284,7 +284,7 @@ class KeyCustodian:
         if op == "seal":
             return {"ok": True, "status": self.seal()}
         if op in ("kek", "adopt") and not self._may_take_kek(pid, uid):
-            raise ApplianceError("only the server's own workers (or root) may exchange the KEK")
+            raise Forbidden("only the server's own workers (or root) may exchange the KEK")
         if op == "kek":
             with self._lock:
                 epoch, sealed = self.state.read()

@@ -134,6 +134,7 @@ def test_custodian_gives_the_kek_only_to_its_workers(tmp_path: Path) -> None:
         assert (tmp_path / "k.sock").stat().st_mode & 0o777 == 0o600
         answer = _raw(custodian.socket_path, b'{"op": "kek"}\n')
         assert answer["ok"] is False and "workers" in answer["error"]["detail"]
+        assert (answer["error"]["code"], answer["error"]["status"]) == ("forbidden", 403)
         assert "kek" not in answer
         assert _raw(custodian.socket_path, b'{"op": "status"}\n')["status"]["sealed"] is False
         for junk in (b"not json\n", b"[1]\n", b'{"op": "frobnicate"}\n',
