@@ -181,7 +181,9 @@ class Matrix:
 
 @pytest.fixture
 def matrix(database: Database) -> Iterator[Matrix]:
-    yield Matrix(database)
+    made = Matrix(database)
+    yield made
+    made.appliance.audit.close()
 
 
 def _is_audit_read(op: Operation) -> bool:

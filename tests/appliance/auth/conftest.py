@@ -4,7 +4,7 @@ fast Argon2 parameters, and the whole app built by the composition root."""
 from __future__ import annotations
 
 import dataclasses
-import time
+from collections.abc import Iterator
 from typing import Any
 
 import falcon.testing
@@ -96,14 +96,11 @@ def make_site(database: Database, holder: KeyHolder, *, cookie_secure: bool = Tr
 
 
 @pytest.fixture
-def site(database: Database, holder: KeyHolder) -> Site:
-    return make_site(database, holder)
+def site(database: Database, holder: KeyHolder) -> Iterator[Site]:
+    made = make_site(database, holder)
+    yield made
+    made.appliance.audit.close()
 
 
 def totp_at(secret: str, when: float) -> str:
     return pyotp.TOTP(secret).at(int(when))
-
-
-def wait_for_next_totp_step() -> None:
-    """Real-clock HTTP tests that log in twice need a fresh TOTP step."""
-    time.sleep(30 - time.time() % 30 + 0.05)

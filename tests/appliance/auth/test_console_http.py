@@ -226,3 +226,23 @@ def test_credential_management_shows_the_secret_once(site: Site) -> None:
     _problem(site.client.simulate_patch("/api/v1/applications/424242", cookies=cookies,
                                         headers=headers, json={"status": "active"}),
              404, "not-found")
+
+
+def test_logins_and_changes_reach_the_audit_log(site: Site) -> None:
+    cookies, csrf = _signed_in(site, "sec", SECURITY_ADMIN)
+    headers = {"X-CSRF-Token": csrf}
+    site.client.simulate_post("/api/v1/console/login", json={
+        "username": "sec", "password": "wrong password", "totp": "000000"})
+    created = site.client.simulate_post("/api/v1/applications", cookies=cookies,
+                                        headers=headers, json={"name": "HIS", "scopes": "tsa"})
+    key_id = created.json["application"]["key_id"]
+    site.client.simulate_post("/api/v1/console/logout", cookies=cookies, headers=headers)
+    audit = site.appliance.audit
+    audit.close()  # flush the group commit
+    entries = [(r.category, r.action, r.actor, r.subject)
+               for r in audit.search(newest_first=False).entries]
+    assert ("login", "login", "admin:sec", "sec") in entries
+    assert ("login", "login.failed", "", "sec") in entries
+    assert ("data", "app.create", "admin:sec", key_id) in entries
+    assert ("login", "logout", "admin:sec", "sec") in entries
+    assert created.json["secret"] not in str(audit.search().entries)
