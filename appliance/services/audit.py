@@ -445,6 +445,22 @@ class _Committer:
             pending.done.set()
 
 
+_COLUMNS = ("seq", "node_id", "node_seq", "category", "action", "actor", "subject", "details",
+            "created_at", "leaf_hash")
+
+
+def _insert_sql(conn: Connection) -> str:
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    return (f"INSERT INTO {T.name} ({', '.join(_COLUMNS)}) "  # noqa: S608 -- constants only
+            f"VALUES ({', '.join([mark] * len(_COLUMNS))})")
+
+
+def _bind(conn: Connection, column_type: Any, value: Any) -> Any:
+    """``value`` as SQLAlchemy would hand it to the driver (SQLite stores times as text)."""
+    process = column_type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    return process(value) if process else value
+
+
 def _sqlite_path(database: Database) -> str | None:
     """The file of a file-backed SQLite database (None for PostgreSQL and in-memory)."""
     if database.kind != "sqlite":
@@ -570,27 +586,29 @@ class AuditLog:
             first = 0 if last is None else last + 1
             node_first = 0 if last_node is None else last_node + 1
             now = dt.datetime.now(dt.UTC)
-            stamp = timestamp(now)
-            rows = [self._row(first + i, node_first + i, entry, details, stamp)
-                    for i, (entry, details) in enumerate(entries)]
-            for row in rows:
-                row["created_at"] = now
-            conn.execute(insert(T), rows)
-        return [row["seq"] for row in rows]
+            stamp, stored = timestamp(now), _bind(conn, T.c.created_at.type, now)
+            rows = [self._row(first + i, node_first + i, entry, details, stamp=stamp,
+                              stored=stored) for i, (entry, details) in enumerate(entries)]
+            # Straight to the driver: SQLAlchemy's per-row parameter handling was a quarter
+            # of the CPU an append costs, and the committer is CPU-bound under load.
+            conn.exec_driver_sql(_insert_sql(conn), rows)
+        return list(range(first, first + len(entries)))
 
     def _serialize(self, conn: Connection) -> None:
         """Hold the log's lock until commit (SQLite: BEGIN IMMEDIATE already holds it)."""
         if self._db.kind == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
 
-    def _row(self, seq: int, node_seq: int, entry: Entry, details: str,
-             stamp: str) -> dict[str, Any]:
-        row: dict[str, Any] = {
-            "seq": seq, "node_id": self.config.node_id, "node_seq": node_seq,
-            "category": entry.category, "action": entry.action, "actor": entry.actor,
-            "subject": entry.subject, "details": details, "created_at": stamp}
-        row["leaf_hash"] = self.hasher.leaf(leaf_entry(**row))
-        return row
+    def _row(self, seq: int, node_seq: int, entry: Entry, details: str, *, stamp: str,
+             stored: Any) -> tuple[Any, ...]:
+        """One row in ``_COLUMNS`` order; ``stored`` is the time as the driver takes it."""
+        node_id = self.config.node_id
+        leaf = self.hasher.leaf(leaf_entry(
+            seq=seq, node_id=node_id, node_seq=node_seq, category=entry.category,
+            action=entry.action, actor=entry.actor, subject=entry.subject, details=details,
+            created_at=stamp))
+        return (seq, node_id, node_seq, entry.category, entry.action, entry.actor,
+                entry.subject, details, stored, leaf)
 
     # --- checkpoints ---
 
