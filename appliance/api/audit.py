@@ -37,6 +37,8 @@ CHECKPOINT = roles(AUDIT_ADMIN, SYSTEM_ADMIN)
 MAX_PAGE = 500
 _MAX_INT = 10**15
 _INTEGER = re.compile(r"[0-9]{1,16}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_MAX_SEQ = 2**63 - 1
 _TEXT_LIMITS = {"action": 64, "actor": 128, "subject": 256}
 _EXPORT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
 
@@ -141,9 +143,10 @@ def _time_param(req: falcon.Request, name: str) -> dt.datetime | None:
         return None
     try:
         value = dt.datetime.fromisoformat(raw)
-    except ValueError:
+        value = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+    except (ValueError, OverflowError):
         raise ValidationFailed(f"{name} must be an ISO 8601 date-time") from None
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def filters_from(req: falcon.Request) -> Filters:
@@ -154,8 +157,8 @@ def filters_from(req: falcon.Request) -> Filters:
     texts: dict[str, str | None] = {}
     for name, limit in _TEXT_LIMITS.items():
         value = req.get_param(name)
-        if value is not None and not 0 < len(value) <= limit:
-            raise ValidationFailed(f"{name} is 1 to {limit} characters")
+        if value is not None and (not 0 < len(value) <= limit or _CONTROL.search(value)):
+            raise ValidationFailed(f"{name} is 1 to {limit} characters, no control characters")
         texts[name] = value
     since, until = _time_param(req, "since"), _time_param(req, "until")
     if since is not None and until is not None and since >= until:
@@ -354,7 +357,7 @@ def routes(audit: AuditLog) -> dict[str, Any]:
     base = "/api/v1/audit"
     return {
         f"{base}/entries": Entries(audit),
-        f"{base}/entries/{{seq:int(min=0)}}": Entry(audit),
+        f"{base}/entries/{{seq:int(min=0, max={_MAX_SEQ})}}": Entry(audit),
         f"{base}/export": Export(audit),
         f"{base}/checkpoints": Checkpoints(audit),
         f"{base}/checkpoints/latest": LatestCheckpoint(audit),
