@@ -735,9 +735,11 @@ class AuditLog:
     def inclusion_proof(self, seq: int, tree_size: int | None = None) -> InclusionProof:
         """Proof that entry ``seq`` is in the tree of ``tree_size`` entries (default: the
         newest checkpoint's size, whose signed root the verifier holds)."""
-        tree_size = self._default_size(tree_size)
+        defaulted, tree_size = tree_size is None, self._default_size(tree_size)
         if not 0 <= seq < tree_size:
-            raise ValidationFailed(f"entry {seq} is not in a tree of {tree_size} entries")
+            hint = ("; it is newer than the newest checkpoint: sign one, or name a tree_size"
+                    if defaulted and seq >= 0 else "")
+            raise ValidationFailed(f"entry {seq} is not in a tree of {tree_size} entries{hint}")
         with self._tree_lock:
             if tree_size > self._grow():
                 raise NotFound(f"the log has fewer than {tree_size} entries")

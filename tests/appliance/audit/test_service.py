@@ -289,6 +289,11 @@ def test_proof_ranges_are_checked(audit: AuditLog) -> None:
         audit.consistency_proof(3, 9)
     with pytest.raises(NotFound):
         audit.entry(4)
+    audit.checkpoint()
+    audit.append("data", "after")
+    with pytest.raises(ValidationFailed, match="newer than the newest checkpoint"):
+        audit.inclusion_proof(4)
+    assert audit.inclusion_proof(4, 5).tree_size == 5
 
 
 # --- search and export ---------------------------------------------------------------------------
