@@ -20,7 +20,7 @@ from typing import Any
 import falcon
 
 from appliance.api import openapi as oa
-from appliance.api.access import AUDIT_ADMIN, SYSTEM_ADMIN, Access, Principal, roles
+from appliance.api.access import AUDIT_ADMIN, SECURITY_ADMIN, SYSTEM_ADMIN, Access, Principal, roles
 from appliance.errors import NotFound, ValidationFailed
 from appliance.services.audit import (
     CATEGORIES,
@@ -33,7 +33,9 @@ from appliance.services.audit import (
 from evidence import checkpoint
 
 READ = roles(AUDIT_ADMIN)
-CHECKPOINT = roles(AUDIT_ADMIN, SYSTEM_ADMIN)
+# The audit administrator reads and nothing else (DESIGN.md section 8): an on-demand signed
+# tree head is an operation of the system and security administrators.
+CHECKPOINT = roles(SYSTEM_ADMIN, SECURITY_ADMIN)
 MAX_PAGE = 500
 _MAX_INT = 10**15
 _INTEGER = re.compile(r"[0-9]{1,16}")

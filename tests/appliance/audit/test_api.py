@@ -84,7 +84,7 @@ CALLS = [
     ("GET", "/api/v1/audit/entries/0", {AUDIT_ADMIN}),
     ("GET", "/api/v1/audit/export", {AUDIT_ADMIN}),
     ("GET", "/api/v1/audit/checkpoints/latest", {AUDIT_ADMIN}),
-    ("POST", "/api/v1/audit/checkpoints", {AUDIT_ADMIN, SYSTEM_ADMIN}),
+    ("POST", "/api/v1/audit/checkpoints", {SYSTEM_ADMIN, SECURITY_ADMIN}),
     ("GET", "/api/v1/audit/public-key", {AUDIT_ADMIN}),
     ("GET", "/api/v1/audit/proofs/inclusion?seq=0&tree_size=1", {AUDIT_ADMIN}),
     ("GET", "/api/v1/audit/proofs/consistency?first=1&second=2", {AUDIT_ADMIN}),
@@ -214,16 +214,16 @@ def test_checkpoints_on_demand(client: falcon.testing.TestClient, audit: AuditLo
 def test_a_sealed_appliance_cannot_sign(client: falcon.testing.TestClient, audit: AuditLog,
                                         holder: KeyHolder) -> None:
     holder.seal()
-    result = client.simulate_post("/api/v1/audit/checkpoints", headers=_as(AUDIT_ADMIN))
+    result = client.simulate_post("/api/v1/audit/checkpoints", headers=_as(SYSTEM_ADMIN))
     assert result.status_code == 503 and result.json["code"] == "sealed"
 
 
 def test_proofs_verify_offline_against_the_signed_checkpoints(
         client: falcon.testing.TestClient, audit: AuditLog) -> None:
     audit.append_many([Entry("data", f"e{i}") for i in range(11)])
-    old = client.simulate_post("/api/v1/audit/checkpoints", headers=_as(AUDIT_ADMIN)).json
+    old = client.simulate_post("/api/v1/audit/checkpoints", headers=_as(SYSTEM_ADMIN)).json
     audit.append_many([Entry("data", f"f{i}") for i in range(6)])
-    new = client.simulate_post("/api/v1/audit/checkpoints", headers=_as(AUDIT_ADMIN)).json
+    new = client.simulate_post("/api/v1/audit/checkpoints", headers=_as(SYSTEM_ADMIN)).json
     key = _public_key(client)
     first = checkpoint.verify(old["note"], key, ORIGIN)
     second = checkpoint.verify(new["note"], key, ORIGIN)
