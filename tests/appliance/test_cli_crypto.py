@@ -30,7 +30,7 @@ from signcore.errors import InvalidSignature, SigncoreError
 
 ALGS = ["sm2", "rsa2048", "ecdsa-p256"]
 KEY_TYPES = {"sm2": KeyType.SM2, "rsa2048": KeyType.RSA, "ecdsa-p256": KeyType.EC_P256}
-PASSWORD = "病历 secret"  # noqa: S105 -- a test password
+PASSWORD = "病历 secret"
 ROOT_SUBJECT = "CN=测试根CA,O=某市第一人民医院,C=CN"
 OTHER_SUBJECT = "CN=别的根CA,O=另一家医院,C=CN"
 LEAF_SUBJECT = "CN=张三,OU=心内科,O=某市第一人民医院,C=CN"

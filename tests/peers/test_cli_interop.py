@@ -34,7 +34,7 @@ pytestmark = pytest.mark.peer
 Arg = str | Path
 DEFAULT_ID = "1234567812345678"
 DISTID = f"distid:{DEFAULT_ID}"
-PASSWORD = "病历 secret"  # noqa: S105 -- a test password, non-ASCII on purpose (UTF-8 both sides)
+PASSWORD = "病历 secret"
 ALGS = ["sm2", "rsa2048", "ecdsa-p256"]
 ROOT_SUBJECT = "CN=互通测试根CA,O=某市第一人民医院,C=CN"
 LEAF_SUBJECT = "CN=张三,OU=心内科,O=某市第一人民医院,C=CN"

@@ -28,7 +28,7 @@ from tests.support.peers import require_tool, run_tool
 
 pytestmark = pytest.mark.peer
 
-PASSWORD = "s3cret pass"  # noqa: S105 - a test password for throwaway keys
+PASSWORD = "s3cret pass"
 SPECS = ["sm2", "rsa2048", "ecdsa-p256"]
 _KEYS: dict[str, PrivateKey] = {}
 PSS = ["-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:32"]
