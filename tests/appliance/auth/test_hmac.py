@@ -346,11 +346,19 @@ def test_a_nonce_is_refused_across_workers(database: Database, holder: Any) -> N
     second.close()
 
 
-def test_nonce_commits_skip_fsync_on_sqlite_only_for_nonces(database: Database,
-                                                            apps: ApplicationService) -> None:
-    if database.kind != "sqlite":
-        pytest.skip("PostgreSQL relaxes synchronous_commit per transaction")
+def test_nonce_commits_skip_fsync_only_for_nonces(database: Database,
+                                                  apps: ApplicationService) -> None:
+    """SQLite: a second engine with synchronous=NORMAL; PostgreSQL: synchronous_commit off in
+    the nonce transaction only.  Everything else keeps full durability."""
     with apps._nonce_transaction() as conn:
-        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+        if database.kind == "sqlite":
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+        else:
+            assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
     with database.transaction() as conn:
-        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL, untouched
+        if database.kind == "sqlite":
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL, untouched
+        else:  # no override: the session value is the server's configured one
+            configured = conn.exec_driver_sql(
+                "SELECT reset_val FROM pg_settings WHERE name = 'synchronous_commit'").scalar()
+            assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == configured
