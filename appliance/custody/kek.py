@@ -54,11 +54,13 @@ class Keyring:
         if len(kek) != KEK_SIZE:
             raise ValueError("the KEK is 16 bytes")
         self._kek = kek
+        self._fingerprint = hmac_sm3(kek, b"medsign/kek-fingerprint/v1").hex()[:16]
 
     @property
     def fingerprint(self) -> str:
-        """SM3 of the KEK under a label, 16 hex digits: shows which KEK is loaded, reveals none."""
-        return hmac_sm3(self._kek, b"medsign/kek-fingerprint/v1").hex()[:16]
+        """HMAC-SM3 of a label under the KEK, 16 hex digits: which KEK is loaded, revealing none
+        of it (computed once: caches are keyed by it on every request)."""
+        return self._fingerprint
 
     def wrap(self, secret: bytes, context: bytes) -> bytes:
         dek = os.urandom(sm4.KEY_SIZE)

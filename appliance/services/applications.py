@@ -35,9 +35,11 @@ such only to a caller who proved possession of its secret.
 from __future__ import annotations
 
 import base64
+import collections
 import contextlib
 import dataclasses
 import datetime as dt
+import os
 import secrets
 import threading
 import time
@@ -45,7 +47,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from sqlalchemy import Connection, Row, delete, event, insert, select, update
-from sqlalchemy.exc import IntegrityError
 
 from appliance.config import SecurityConfig
 from appliance.custody import KeyHolder, Keyring
@@ -124,6 +125,105 @@ def decode_secret(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+CREDENTIAL_CACHE_SECONDS = 5.0
+CREDENTIAL_CACHE_SIZE = 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class _Known:
+    credential: Credential | None  # None: no such key id
+    secret: bytes
+
+
+class _CredentialCache:
+    """Opened credentials per process, so a signed request costs an HMAC and a nonce insert,
+    not a lookup and an envelope to open.  Bounded (LRU) and short-lived: a credential
+    disabled, re-scoped or rotated on another worker or node is honoured within
+    CREDENTIAL_CACHE_SECONDS; on this process at once (``clear``).  Keyed by the KEK's
+    fingerprint as well, so nothing opened under one unseal survives a seal."""
+
+    def __init__(self, ttl: float = CREDENTIAL_CACHE_SECONDS,
+                 size: int = CREDENTIAL_CACHE_SIZE) -> None:
+        self._ttl, self._size = ttl, size
+        self._lock = threading.Lock()
+        self._entries: collections.OrderedDict[tuple[str, str], tuple[float, _Known]] = (
+            collections.OrderedDict())
+
+    def get(self, key_id: str, kek: str) -> _Known | None:
+        with self._lock:
+            found = self._entries.get((key_id, kek))
+            if found is None:
+                return None
+            if found[0] < time.monotonic():
+                del self._entries[(key_id, kek)]
+                return None
+            self._entries.move_to_end((key_id, kek))
+            return found[1]
+
+    def put(self, key_id: str, kek: str, known: _Known) -> None:
+        with self._lock:
+            self._entries[(key_id, kek)] = (time.monotonic() + self._ttl, known)
+            self._entries.move_to_end((key_id, kek))
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+class _NonceStore:
+    """Records request nonces through the database driver on a connection kept per thread.
+
+    One insert per signed request is the hot path of the API, and SQLAlchemy's checkout,
+    compilation and event machinery cost several times the insert itself.  The statement is the
+    same as the ORM would issue; a duplicate (key id, nonce) violates the primary key, in any
+    worker or node, and is reported as a replay.  SQLite writers queue on the database's write
+    gate; PostgreSQL commits these rows without waiting for the disk (module docstring).
+    """
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+        self._local = threading.local()
+        self._sql = ("INSERT INTO request_nonces (key_id, nonce, seen_at) VALUES (?, ?, ?)"
+                     if database.kind == "sqlite" else
+                     "INSERT INTO request_nonces (key_id, nonce, seen_at) VALUES (%s, %s, %s)")
+        dialect = database.engine.dialect
+        assert dialect.dbapi is not None
+        self._duplicate: type[Exception] = dialect.dbapi.IntegrityError
+        column = schema.request_nonces.c.seen_at
+        self._stamp = column.type.dialect_impl(dialect).bind_processor(dialect)
+
+    def _connection(self) -> Any:
+        held = getattr(self._local, "held", None)
+        if held is None or held[0] != os.getpid():  # a forked worker opens its own
+            held = (os.getpid(), self._db.engine.raw_connection())
+            self._local.held = held
+        return held[1]
+
+    def record(self, key_id: str, nonce: str, seen_at: dt.datetime) -> bool:
+        """True if the nonce is new for this key id (and is now recorded)."""
+        stamp = self._stamp(seen_at) if self._stamp else seen_at
+        conn = self._connection()
+        sqlite = self._db.kind == "sqlite"
+        with self._db.write_gate.held():
+            cursor = conn.cursor()
+            try:
+                cursor.execute("BEGIN IMMEDIATE" if sqlite
+                               else "SET LOCAL synchronous_commit TO OFF")
+                cursor.execute(self._sql, (key_id, nonce, stamp))
+            except self._duplicate:
+                conn.rollback()
+                return False
+            except BaseException:
+                conn.rollback()
+                raise
+            finally:
+                cursor.close()
+            conn.commit()
+        return True
+
+
 class ApplicationService:
     """Credential management (security administrators) and request authentication."""
 
@@ -135,6 +235,8 @@ class ApplicationService:
         self._last_purge = 0.0
         self._dummy: tuple[Keyring, bytes, bytes] | None = None  # opened for unknown ids
         self._nonce_db = _relaxed(database)
+        self._cache = _CredentialCache()
+        self._nonces = _NonceStore(self._nonce_db)
 
     # -- management ---------------------------------------------------------------------
 
@@ -192,6 +294,7 @@ class ApplicationService:
                 conn.execute(update(schema.applications)
                              .where(schema.applications.c.id == app_id).values(**values))
             credential = _credential(_row(conn, app_id))
+        self._cache.clear()  # this process honours the change at once, others within the TTL
         self._record("data", "app.update", actor, row.key_id,
                      {"changed": sorted(set(values) - {"secret_wrapped"}),
                       "rotated": rotate_secret, "scopes": sorted(credential.scopes),
@@ -206,25 +309,35 @@ class ApplicationService:
         compares its HMAC.  Records the nonce; raises SignatureInvalid (also for unknown key
         ids, after the same work), CredentialDisabled or Replay, and then nothing is stored."""
         keyring = self._holder.keyring()
+        known = self._known(key_id, keyring)
+        if not signature_valid(known.secret) or known.credential is None:
+            raise SignatureInvalid("请求签名无效")
+        if known.credential.status != "active":
+            raise CredentialDisabled("该应用凭证已停用，请联系安全管理员")
         now = self._now()
-        try:
-            with self._nonce_transaction() as conn:
-                row = conn.execute(select(schema.applications)
-                                   .where(schema.applications.c.key_id == key_id)).first()
-                envelope, context = ((row.secret_wrapped, _secret_context(row.key_id))
-                                     if row is not None else self._dummy_envelope(keyring))
-                secret = keyring.unwrap(envelope, context)
-                if not signature_valid(secret) or row is None:
-                    raise SignatureInvalid("请求签名无效")
-                if row.status != "active":
-                    raise CredentialDisabled("该应用凭证已停用，请联系安全管理员")
-                conn.execute(insert(schema.request_nonces).values(
-                    key_id=key_id, nonce=nonce, seen_at=now))
-                credential = _credential(row)
-        except IntegrityError:
-            raise Replay("该请求的 nonce 已使用过，请求被拒绝") from None
+        if not self._nonces.record(key_id, nonce, now):
+            raise Replay("该请求的 nonce 已使用过，请求被拒绝")
         self._maybe_purge(now)
-        return credential
+        return known.credential
+
+    def _known(self, key_id: str, keyring: Keyring) -> _Known:
+        """The credential and its opened secret, from the per-process cache (at most
+        CREDENTIAL_CACHE_SECONDS old) or the database.  Unknown key ids are cached too, with
+        the dummy secret, so they cost what known ones do."""
+        cached = self._cache.get(key_id, keyring.fingerprint)
+        if cached is not None:
+            return cached
+        with self._db.engine.connect() as conn:
+            row = conn.execute(select(schema.applications)
+                               .where(schema.applications.c.key_id == key_id)).first()
+        if row is None:
+            envelope, context = self._dummy_envelope(keyring)
+            known = _Known(None, keyring.unwrap(envelope, context))
+        else:
+            secret = keyring.unwrap(row.secret_wrapped, _secret_context(row.key_id))
+            known = _Known(_credential(row), secret)
+        self._cache.put(key_id, keyring.fingerprint, known)
+        return known
 
     def purge_nonces(self, now: dt.datetime | None = None) -> int:
         """Forget nonces older than twice the accepted clock skew: by then the timestamp check

@@ -39,11 +39,9 @@ For the command line (``medsign audit verify|export``): :func:`verify` returns a
 from __future__ import annotations
 
 import base64
-import contextlib
 import csv
 import dataclasses
 import datetime as dt
-import fcntl
 import io
 import json
 import logging
@@ -461,53 +459,6 @@ def _bind(conn: Connection, column_type: Any, value: Any) -> Any:
     return process(value) if process else value
 
 
-def _sqlite_path(database: Database) -> str | None:
-    """The file of a file-backed SQLite database (None for PostgreSQL and in-memory)."""
-    if database.kind != "sqlite":
-        return None
-    path = database.engine.url.database
-    return path if path and path != ":memory:" else None
-
-
-class _WriterGate:
-    """A cross-process lock (``flock`` on ``<database>-audit.lock``) in front of SQLite's
-    ``BEGIN IMMEDIATE``.
-
-    Correctness never depends on it: BEGIN IMMEDIATE serializes the writers.  But a process
-    that finds the database locked polls in SQLite's busy handler, sleeping up to 100 ms at a
-    time, so with several gunicorn workers appending, a waiting committer sleeps through other
-    commits (measured: p99 append latency 1.7 s with two processes).  Queued on ``flock``
-    instead, it wakes the moment the lock is free.  The kernel drops the lock of a killed
-    process.  A no-op for PostgreSQL, whose advisory lock already queues waiters.
-    """
-
-    def __init__(self, path: str | None) -> None:
-        self._path = f"{path}-audit.lock" if path else None
-        self._lock = threading.Lock()
-        self._fd: int | None = None
-        self._pid = 0
-
-    @contextlib.contextmanager
-    def held(self) -> Iterator[None]:
-        if self._path is None:
-            yield
-            return
-        with self._lock:
-            fd = self._open()
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-
-    def _open(self) -> int:
-        assert self._path is not None
-        if self._fd is None or self._pid != os.getpid():  # a forked child needs its own
-            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            self._pid = os.getpid()
-        return self._fd
-
-
 # --- the service ---------------------------------------------------------------------------------
 
 
@@ -533,7 +484,6 @@ class AuditLog:
         self._tree_lock = threading.Lock()
         self._tree = MerkleTree(self._leaf_hashes, 0, hasher=hasher, chunk_bits=10)
         self._signer: tuple[str, str, SM2PrivateKey] | None = None  # (kek fp, key id, key)
-        self._gate = _WriterGate(_sqlite_path(database))
 
     @property
     def database(self) -> Database:
@@ -578,7 +528,7 @@ class AuditLog:
             return self._committer
 
     def _write(self, entries: list[tuple[Entry, str]]) -> list[int]:
-        with self._gate.held(), self._db.transaction() as conn:
+        with self._db.transaction() as conn:
             self._serialize(conn)
             last = conn.execute(select(func.max(T.c.seq))).scalar()
             last_node = conn.execute(select(func.max(T.c.node_seq))
@@ -684,7 +634,7 @@ class AuditLog:
         cached = self._signer
         if cached is not None and cached[0] == keyring.fingerprint:
             return cached[2]
-        with self._gate.held(), self._db.transaction() as conn:
+        with self._db.transaction() as conn:
             self._serialize(conn)
             row = conn.execute(select(W).where(W.c.purpose == SIGNING_PURPOSE,
                                                W.c.status == "active")
