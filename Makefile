@@ -42,7 +42,7 @@ unit: bootstrap
 bench: bootstrap
 	$(BIN)/python bench/crypto.py
 	$(BIN)/python bench/keysplit.py
-	$(BIN)/python bench/api.py
+	$(BIN)/python bench/api.py  # then bench/audit.py
 
 # Regenerate the lock file from pyproject.toml (run by a developer, then commit the result).
 lock:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import json
 import logging
 import mmap
@@ -50,11 +51,15 @@ from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from sqlalchemy import func, select
 
 from appliance.config import Config
 from appliance.custody import KekStore, KeyHolder, Keyring
 from appliance.errors import ApplianceError, ConfigError, Forbidden, Sealed
-from appliance.storage import Database
+from appliance.services.applications import NonceRecorder, NonceStore, relaxed
+from appliance.services.nonce_table import FILE_NAME as NONCE_TABLE_FILE
+from appliance.services.nonce_table import NonceTable
+from appliance.storage import Database, schema
 from appliance.wsgi import build
 from signcore import selftest
 
@@ -515,9 +520,11 @@ class MedsignApplication(BaseApplication):  # type: ignore[misc]
     """gunicorn with the settings of the medsign configuration (no command line)."""
 
     def __init__(self, config: Config, custodian: KeyCustodian,
-                 extra: dict[str, Any] | None = None) -> None:
+                 extra: dict[str, Any] | None = None, *,
+                 nonces: NonceRecorder | None = None) -> None:
         self.medsign_config = config
         self.custodian = custodian
+        self.nonces = nonces
         self.extra = extra or {}
         super().__init__()
 
@@ -543,7 +550,7 @@ class MedsignApplication(BaseApplication):  # type: ignore[misc]
                             echo=config.database.echo)
         client = CustodianClient(self.custodian.socket_path, self.custodian.state)
         holder = SharedKeyHolder(KekStore(database), client)
-        return build(config, database=database, key_holder=holder).app
+        return build(config, database=database, key_holder=holder, nonces=self.nonces).app
 
 
 def _master_holder(database: Database, config: Config) -> KeyHolder:
@@ -557,6 +564,7 @@ class Prepared:
     custodian: KeyCustodian
     initialized: bool
     auto_unsealed: bool
+    nonces: NonceRecorder | None = None
 
 
 def prepare(config: Config) -> Prepared:
@@ -588,7 +596,25 @@ def prepare(config: Config) -> Prepared:
     except BaseException:
         custodian.stop()
         raise
-    return Prepared(custodian, bool(initialized), auto)
+    return Prepared(custodian, bool(initialized), auto, _nonce_table(config, database))
+
+
+def _nonce_table(config: Config, database: Database) -> NonceRecorder | None:
+    """On SQLite, the workers share a nonce table made here, before the fork
+    (:mod:`appliance.services.nonce_table`); PostgreSQL takes concurrent inserts itself."""
+    if database.kind != "sqlite" or not Path(config.data_dir).is_dir():
+        return None
+    store = relaxed(database)
+    with store.engine.connect() as conn:
+        newest = conn.execute(select(func.max(schema.request_nonces.c.seen_at))).scalar()
+    store.engine.dispose()  # no connection of the master's may reach a forked worker
+    return NonceTable(Path(config.data_dir) / NONCE_TABLE_FILE,
+                      2 * config.security.request_max_skew_seconds, NonceStore(store),
+                      newest_in_database=_epoch(newest) if newest is not None else None)
+
+
+def _epoch(stamp: dt.datetime) -> float:
+    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)).timestamp()
 
 
 def _read_first_line(path: str) -> str:
@@ -622,7 +648,7 @@ def serve(config: Config, *, access_log: str | None = None,
         say(f"medsign: serving {public_url(config)} ({config.server.workers} workers x "
             f"{config.server.threads} threads, TLS {'1.2+' if config.tls_enabled else 'off'}); "
             f"{state}")
-        application = MedsignApplication(config, custodian, settings)
+        application = MedsignApplication(config, custodian, settings, nonces=prepared.nonces)
         try:
             application.run()
         except SystemExit as exc:

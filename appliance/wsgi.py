@@ -17,6 +17,7 @@ from appliance.api import signers as signers_api
 from appliance.api.access import AccessControl, Authenticator, BodyLimit, check_routes
 from appliance.config import Config
 from appliance.custody import KekStore, KeyHolder
+from appliance.services.applications import NonceRecorder
 from appliance.services.audit import AuditLog
 from appliance.services.signers import SignerService
 from appliance.storage import Database
@@ -39,15 +40,18 @@ class Appliance:
 
 def build(config: Config, *, database: Database | None = None,
           key_holder: KeyHolder | None = None,
-          authenticators: list[Authenticator] | None = None) -> Appliance:
-    """Build the appliance: migrate the database, wire everything, return the WSGI app."""
+          authenticators: list[Authenticator] | None = None,
+          nonces: NonceRecorder | None = None) -> Appliance:
+    """Build the appliance: migrate the database, wire everything, return the WSGI app.
+    ``nonces``: where signed requests' nonces go (the server's workers on SQLite: the master's
+    nonce keeper); by default the database directly."""
     db = database or Database(config.database_url, pool_size=config.database.pool_size,
                               echo=config.database.echo)
     db.migrate()
     holder = key_holder or KeyHolder(KekStore(db), pkcs11_module=config.custody.pkcs11_module)
     metrics = system.Metrics()
     audit = AuditLog(db, holder, config.audit)
-    admins, apps = auth.services(db, holder, config, audit=audit)
+    admins, apps = auth.services(db, holder, config, audit=audit, nonces=nonces)
     if authenticators is None:
         authenticators = auth.authenticators(db, holder, config, admins=admins, applications=apps)
     middleware: list[Any] = [

@@ -33,7 +33,7 @@ from appliance.config import Config
 from appliance.custody import KeyHolder
 from appliance.errors import Forbidden
 from appliance.services.admins import AdminService, AuditHook
-from appliance.services.applications import ApplicationService
+from appliance.services.applications import ApplicationService, NonceRecorder
 from appliance.storage import Database
 
 CSRF_HEADER = "X-CSRF-Token"
@@ -145,11 +145,13 @@ class SessionAuthenticator:
 
 
 def services(database: Database, key_holder: KeyHolder, config: Config, *,
-             audit: AuditHook | None = None) -> tuple[AdminService, ApplicationService]:
+             audit: AuditHook | None = None,
+             nonces: NonceRecorder | None = None) -> tuple[AdminService, ApplicationService]:
     """The account and credential services the authenticators and resources share; ``audit``
     (e.g. ``appliance.services.audit.AuditLog``) receives logins and account changes."""
     return (AdminService(database, key_holder, config.security, audit=audit),
-            ApplicationService(database, key_holder, config.security, audit=audit))
+            ApplicationService(database, key_holder, config.security, audit=audit,
+                               nonces=nonces))
 
 
 def authenticators(database: Database, key_holder: KeyHolder, config: Config, *,

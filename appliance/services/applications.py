@@ -19,17 +19,20 @@ Threat model.  The network between the hospital platform and the appliance may b
 replayed into; the database may be stolen.  A request is accepted only with a valid HMAC over
 method, path, query, body digest, timestamp and nonce; its timestamp within
 ``security.request_max_skew_seconds`` of the appliance clock; and a nonce never seen before for
-that key id within twice that window (``request_nonces``: one insert per request, in the same
-transaction as the credential lookup, so concurrent replays across workers or nodes collide on
-the primary key).  The nonce is recorded only after the signature checks out, so unsigned junk
-cannot fill the table.  Those inserts commit without waiting for the disk (SQLite WAL with
-``synchronous=NORMAL``, PostgreSQL ``synchronous_commit=off``): a process crash loses none,
-a power cut may lose the last moment's nonces, which then could be replayed only until their
-timestamps leave the window (the appliance's reboot takes most of it).  A durable commit per
-request would cap signed requests at the disk's fsync rate.  Unknown key ids cost the same
-work as known ones and give the same
-answer, so the API does not reveal which key ids exist; a disabled credential is reported as
-such only to a caller who proved possession of its secret.
+that key id within twice that window.  The nonce is recorded only after the signature checks
+out, so unsigned junk cannot fill the store.  Where nonces are kept (:class:`NonceRecorder`):
+``request_nonces`` rows (:class:`NonceStore`: one insert per request; concurrent replays
+across workers or nodes collide on the primary key; committed without waiting for the disk --
+SQLite WAL with ``synchronous=NORMAL``, PostgreSQL ``synchronous_commit=off`` -- so a process
+crash loses none and a power cut may lose the last moment's, which then could be replayed only
+until their timestamps leave the window); or, for the workers of a server on SQLite, the
+shared memory-mapped table of :mod:`appliance.services.nonce_table`, with the same crash
+guarantee and no I/O per request, falling back to ``request_nonces`` on overflow.  A durable
+commit per request would cap signed requests at the disk's fsync rate.
+
+Unknown key ids cost the same work as known ones and give the same answer, so the API does not
+reveal which key ids exist; a disabled credential is reported as such only to a caller who
+proved possession of its secret.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, Row, delete, event, insert, select, update
 
@@ -172,14 +175,26 @@ class _CredentialCache:
             self._entries.clear()
 
 
-class _NonceStore:
+class NonceRecorder(Protocol):
+    """Where signed requests' nonces go: :class:`NonceStore` writes them itself; the server's
+    workers on SQLite hand them to the master's nonce keeper (:mod:`appliance.nonce_keeper`),
+    which writes them the same way from one process."""
+
+    def record(self, key_id: str, nonce: str, seen_at: dt.datetime) -> bool:
+        """True if the nonce is new for this key id (and is now recorded)."""
+        ...
+
+
+class NonceStore:
     """Records request nonces through the database driver on a connection kept per thread.
 
     One insert per signed request is the hot path of the API, and SQLAlchemy's checkout,
     compilation and event machinery cost several times the insert itself.  The statement is the
     same as the ORM would issue; a duplicate (key id, nonce) violates the primary key, in any
-    worker or node, and is reported as a replay.  SQLite writers queue on the database's write
-    gate; PostgreSQL commits these rows without waiting for the disk (module docstring).
+    worker or node, and is reported as a replay.  On SQLite the insert is one autocommit
+    statement (one call into SQLite, so the write lock is never held while this thread waits
+    for the GIL) behind the database's write gate; PostgreSQL commits these rows without
+    waiting for the disk (module docstring).  Give it :func:`relaxed` of the database.
     """
 
     def __init__(self, database: Database) -> None:
@@ -205,22 +220,26 @@ class _NonceStore:
         """True if the nonce is new for this key id (and is now recorded)."""
         stamp = self._stamp(seen_at) if self._stamp else seen_at
         conn = self._connection()
-        sqlite = self._db.kind == "sqlite"
-        with self._db.write_gate.held():
-            cursor = conn.cursor()
+        if self._db.kind == "sqlite":
             try:
-                cursor.execute("BEGIN IMMEDIATE" if sqlite
-                               else "SET LOCAL synchronous_commit TO OFF")
-                cursor.execute(self._sql, (key_id, nonce, stamp))
+                with self._db.write_gate.held():
+                    conn.execute(self._sql, (key_id, nonce, stamp))
             except self._duplicate:
-                conn.rollback()
                 return False
-            except BaseException:
-                conn.rollback()
-                raise
-            finally:
-                cursor.close()
-            conn.commit()
+            return True
+        cursor = conn.cursor()
+        try:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+            cursor.execute(self._sql, (key_id, nonce, stamp))
+        except self._duplicate:
+            conn.rollback()
+            return False
+        except BaseException:
+            conn.rollback()
+            raise
+        finally:
+            cursor.close()
+        conn.commit()
         return True
 
 
@@ -228,15 +247,16 @@ class ApplicationService:
     """Credential management (security administrators) and request authentication."""
 
     def __init__(self, database: Database, key_holder: KeyHolder, security: SecurityConfig, *,
-                 clock: Clock = time.time, audit: AuditHook | None = None) -> None:
+                 clock: Clock = time.time, audit: AuditHook | None = None,
+                 nonces: NonceRecorder | None = None) -> None:
         self._db, self._holder, self._security = database, key_holder, security
         self._clock, self._audit = clock, audit
         self._purge_lock = threading.Lock()
         self._last_purge = 0.0
         self._dummy: tuple[Keyring, bytes, bytes] | None = None  # opened for unknown ids
-        self._nonce_db = _relaxed(database)
+        self._nonce_db = relaxed(database)
         self._cache = _CredentialCache()
-        self._nonces = _NonceStore(self._nonce_db)
+        self._nonces: NonceRecorder = nonces or NonceStore(self._nonce_db)
 
     # -- management ---------------------------------------------------------------------
 
@@ -387,7 +407,7 @@ class ApplicationService:
             self._audit(category, action, actor_label(actor), subject, dict(details))
 
 
-def _relaxed(database: Database) -> Database:
+def relaxed(database: Database) -> Database:
     """The database for request authentication: on SQLite a second engine on the same file
     whose connections commit with ``synchronous=NORMAL`` (WAL: durable across a process crash,
     not a power cut); on PostgreSQL the same engine (``synchronous_commit`` is set per
@@ -395,7 +415,7 @@ def _relaxed(database: Database) -> Database:
     url = database.engine.url
     if database.kind != "sqlite" or url.database in (None, "", ":memory:"):
         return database
-    relaxed = Database(url.render_as_string(hide_password=False))
+    relaxed = Database(url.render_as_string(hide_password=False), unpooled=True)
     event.listen(relaxed.engine, "connect",
                  lambda dbapi, _record: dbapi.execute("PRAGMA synchronous=NORMAL"))
     return relaxed

@@ -21,6 +21,7 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.pool import NullPool
 
 from appliance.errors import ConfigError
 from appliance.storage import schema
@@ -89,13 +90,17 @@ class WriteGate:
 class Database:
     """One engine plus migrations; ``kind`` is ``sqlite`` or ``postgresql``."""
 
-    def __init__(self, url: str, *, pool_size: int = 5, echo: bool = False) -> None:
+    def __init__(self, url: str, *, pool_size: int = 5, echo: bool = False,
+                 unpooled: bool = False) -> None:
+        """``unpooled`` (SQLite): every checkout opens its own connection, for callers that
+        keep one per thread for the thread's life (any number of threads)."""
         if url.startswith("sqlite"):
             self.kind = "sqlite"
             path = url.split("///", 1)[1] if "///" in url else ""
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self.engine: Engine = create_engine(url, echo=echo)
+            self.engine: Engine = create_engine(
+                url, echo=echo, **({"poolclass": NullPool} if unpooled else {}))
             self._gate = WriteGate(path if path and path != ":memory:" else None)
             event.listen(self.engine, "connect", _sqlite_pragmas)
             # pysqlite's own transaction handling would defer BEGIN; we issue it ourselves.

@@ -101,7 +101,7 @@ class Server:
     def worker_pids(self) -> set[int]:
         """The pids of the workers that answered so far (the access log's ``pid=``)."""
         text = self.access_log.read_text() if self.access_log.exists() else ""
-        return {int(p) for p in re.findall(r"pid=(\d+)", text)}
+        return {int(p) for p in re.findall(r"pid=<?(\d+)", text)}
 
 
 def _healthy(port: int, tls_context: ssl.SSLContext | None) -> bool:

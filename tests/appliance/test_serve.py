@@ -340,6 +340,38 @@ def test_passphrase_unseal_and_graceful_stop(tmp_path: Path) -> None:
 GRACE = server_module.GRACEFUL_TIMEOUT + 10
 
 
+def test_a_replay_is_refused_by_every_worker_and_after_sigkill(tmp_path: Path) -> None:
+    """The nonces live in the workers' shared table (SQLite): a replay is refused whichever
+    worker gets it, and still after the whole server was killed and started again."""
+    config_file = tmp_path / "medsign.toml"
+    pass_file = tmp_path / "pass"
+    pass_file.write_text(PASSPHRASE + "\n")
+    assert cli("init", "--config", config_file, "--passphrase-file", pass_file).code == 0
+    created = cli_process("app", "create", "probe", "--scope", "verify", "--config",
+                          config_file, "--passphrase-file", pass_file)
+    assert created.code == 0, created.err
+    headers = _signer(created.out)("/api/v1/whoami")
+    auto = {"MEDSIGN_CUSTODY_START_SEALED": "false",
+            "MEDSIGN_CUSTODY_UNSEAL_PASSPHRASE_FILE": str(pass_file)}
+    with serving(config_file, workers=2, threads=2, env=auto) as server:
+        assert server.request("GET", "/api/v1/whoami", headers=headers)[0] == 200
+        for _ in range(200):  # fresh connections, until both workers refused it
+            status, _, body = server.request("GET", "/api/v1/whoami", headers=headers)
+            assert (status, body["code"]) == (401, "replay"), body
+            if len(server.worker_pids()) == 2:
+                break
+            time.sleep(0.02)
+        assert len(server.worker_pids()) == 2
+        os.killpg(server.process.pid, signal.SIGKILL)
+        server.process.wait(timeout=30)
+    with serving(config_file, workers=2, threads=2, env=auto) as server:
+        status, _, body = server.request("GET", "/api/v1/whoami", headers=headers)
+        assert (status, body["code"]) == (401, "replay"), body
+        fresh = _signer(created.out)("/api/v1/whoami")
+        assert server.request("GET", "/api/v1/whoami", headers=fresh)[0] == 200
+
+
+
 def test_demo_auto_unseals_only_when_start_sealed_is_false(tmp_path: Path) -> None:
     config_file = tmp_path / "var" / "medsign.toml"
     first = cli("init", "--demo", "--config", config_file)
