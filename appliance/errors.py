@@ -56,8 +56,3 @@ class Sealed(ApplianceError):
 class Locked(ApplianceError):
     code, status, title = "locked", 423, "账户已锁定"
 
-
-class Unavailable(ApplianceError):
-    """A part of the server that this request needs does not answer (e.g. while stopping)."""
-
-    code, status, title = "unavailable", 503, "服务暂不可用，请稍后重试"
