@@ -10,7 +10,7 @@
 The package keeps no global state besides the load-once libcrypto handle.
 """
 
-from signcore import cms, ec, hashes, keys, path, sm4, tsp, x509
+from signcore import cms, ec, hashes, keys, ocsp, path, sm4, tsp, x509
 from signcore._internal.libcrypto import backend as _backend
 from signcore.algorithms import DEFAULT_SM2_ID, KeySpec, KeyType, SignatureAlgorithm
 from signcore.errors import (
@@ -57,6 +57,7 @@ __all__ = [
     "keys",
     "load_private_key",
     "load_public_key",
+    "ocsp",
     "path",
     "sm4",
     "tsp",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from asn1crypto import algos, cms, core, keys, tsp, x509
+from asn1crypto import algos, cms, core, keys, ocsp, tsp, x509
 
 from signcore.algorithms import (
     OID_GM_DATA,
@@ -22,7 +22,7 @@ from signcore.algorithms import (
 )
 from signcore.errors import DecodeError
 
-__all__ = ["algos", "cms", "core", "keys", "load", "tsp", "x509"]
+__all__ = ["algos", "cms", "core", "keys", "load", "ocsp", "tsp", "x509"]
 
 #: Certificates, CRLs, CMS and TSP inputs larger than this are refused before parsing.
 MAX_DER_INPUT = 16 * 1024 * 1024
