@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 
 from signcore import ec
 from signcore._internal import asn1, evp
-from signcore._internal.keybase import PrivateKey, PublicKey
+from signcore._internal.keybase import PrivateKey, PublicKey, Signer
 from signcore._internal.pem import is_pem, to_der
 from signcore.algorithms import (
     DEFAULT_SM2_ID,
@@ -40,6 +40,7 @@ __all__ = [
     "RSAPublicKey",
     "SM2PrivateKey",
     "SM2PublicKey",
+    "Signer",
     "generate_private_key",
     "load_private_key",
     "load_public_key",

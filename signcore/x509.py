@@ -264,6 +264,7 @@ class Extensions:
     uris: tuple[str, ...] = ()
     ip_addresses: tuple[str, ...] = ()
     crl_urls: tuple[str, ...] = ()
+    freshest_crl_urls: tuple[str, ...] = ()  # where delta CRLs are (RFC 5280 4.2.1.15)
     ocsp_urls: tuple[str, ...] = ()
     ca_issuers_urls: tuple[str, ...] = ()
     policies: tuple[str, ...] = ()
@@ -293,6 +294,13 @@ def _san(ext: Extensions) -> x509.GeneralNames:
     return x509.GeneralNames(names)
 
 
+def _distribution_points(urls: Iterable[str]) -> x509.CRLDistributionPoints:
+    return x509.CRLDistributionPoints([{"distribution_point": x509.DistributionPointName(
+        name="full_name",
+        value=[x509.GeneralName(name="uniform_resource_identifier", value=url)])}
+        for url in urls])
+
+
 def _extension_list(ext: Extensions) -> list[x509.Extension]:
     out = []
     if ext.ca is not None:
@@ -311,11 +319,9 @@ def _extension_list(ext: Extensions) -> list[x509.Extension]:
     if ext.has_san():
         out.append(_ext("subject_alt_name", _san(ext)))
     if ext.crl_urls:
-        points = [{"distribution_point": x509.DistributionPointName(
-            name="full_name",
-            value=[x509.GeneralName(name="uniform_resource_identifier", value=url)])}
-            for url in ext.crl_urls]
-        out.append(_ext("crl_distribution_points", x509.CRLDistributionPoints(points)))
+        out.append(_ext("crl_distribution_points", _distribution_points(ext.crl_urls)))
+    if ext.freshest_crl_urls:
+        out.append(_ext("freshest_crl", _distribution_points(ext.freshest_crl_urls)))
     access = [{"access_method": "ocsp", "access_location": x509.GeneralName(
         name="uniform_resource_identifier", value=url)} for url in ext.ocsp_urls]
     access += [{"access_method": "ca_issuers", "access_location": x509.GeneralName(
@@ -363,6 +369,8 @@ def _read_extensions(extensions: Iterable[x509.Extension]) -> Extensions:
             values.update(_read_san(value))
         elif name == "crl_distribution_points":
             values["crl_urls"] = tuple(_uris_of_crl_dp(value))
+        elif name == "freshest_crl":
+            values["freshest_crl_urls"] = tuple(_uris_of_crl_dp(value))
         elif name == "authority_information_access":
             values["ocsp_urls"] = tuple(
                 a["access_location"].native for a in value
@@ -378,6 +386,7 @@ def _read_extensions(extensions: Iterable[x509.Extension]) -> Extensions:
 _PARSED_EXTENSIONS = {
     "basic_constraints", "key_usage", "extended_key_usage", "subject_alt_name",
     "crl_distribution_points", "authority_information_access", "certificate_policies",
+    "freshest_crl",
 }
 
 
@@ -854,9 +863,12 @@ def build_crl(
     next_update: dt.datetime | None = None,
     validity: dt.timedelta = dt.timedelta(days=1),
     delta_base: int | None = None,
+    freshest_crl_urls: Sequence[str] = (),
     signature_algorithm: SignatureAlgorithm | None = None,
 ) -> CRL:
-    """A v2 CRL (``delta_base`` set: a delta CRL over the base CRL with that number)."""
+    """A v2 CRL (``delta_base`` set: a delta CRL over the base CRL with that number).  A full
+    CRL names where its delta CRLs are with ``freshest_crl_urls`` (relying parties such as
+    OpenSSL consult deltas only when the certificate or the base CRL says so)."""
     if signer.public_key() != issuer.public_key():
         raise InvalidKey("the signing key does not belong to the CRL issuer")
     start = _utc(this_update or dt.datetime.now(dt.UTC))
@@ -878,6 +890,9 @@ def build_crl(
     if delta_base is not None:
         crl_extensions.append({"extn_id": "delta_crl_indicator", "extn_value": delta_base,
                                "critical": True})
+    elif freshest_crl_urls:
+        crl_extensions.append({"extn_id": "freshest_crl",
+                               "extn_value": _distribution_points(freshest_crl_urls)})
     algorithm = signer.public_key().resolve_algorithm(signature_algorithm)
     tbs = _crl.TbsCertList({
         "version": "v2",

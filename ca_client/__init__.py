@@ -1,0 +1,54 @@
+"""ca_client: where certificates come from.
+
+- :mod:`ca_client.profiles`: certificate profiles per use (doctor / pharmacist / nurse signing,
+  organisation seal, TSA, TLS server, update signing) and the health-sector subject fields;
+- :mod:`ca_client.builtin`: the built-in CA (SM2 and RSA hierarchies, issuance, revocation,
+  CRLs, OCSP answers) over a caller-provided repository.
+
+Depends on ``signcore`` only; the appliance stores, wraps and serves.
+"""
+
+from ca_client.builtin import (
+    ALGORITHMS,
+    REVOCATION_REASONS,
+    BuiltinCa,
+    CaRepository,
+    CaUrls,
+    Hierarchy,
+    IssuedRecord,
+    MemoryRepository,
+    OcspResponder,
+    generate_hierarchy,
+)
+from ca_client.errors import (
+    AlreadyRevoked,
+    CaError,
+    ChannelUnavailable,
+    IssuerUnusable,
+    RequestRejected,
+    UnknownCertificate,
+)
+from ca_client.profiles import PROFILES, Profile, SubjectInfo, profile
+
+__all__ = [
+    "ALGORITHMS",
+    "PROFILES",
+    "REVOCATION_REASONS",
+    "AlreadyRevoked",
+    "BuiltinCa",
+    "CaError",
+    "CaRepository",
+    "CaUrls",
+    "ChannelUnavailable",
+    "Hierarchy",
+    "IssuedRecord",
+    "IssuerUnusable",
+    "MemoryRepository",
+    "OcspResponder",
+    "Profile",
+    "RequestRejected",
+    "SubjectInfo",
+    "UnknownCertificate",
+    "generate_hierarchy",
+    "profile",
+]
