@@ -3,7 +3,9 @@
 - :mod:`ca_client.profiles`: certificate profiles per use (doctor / pharmacist / nurse signing,
   organisation seal, TSA, TLS server, update signing) and the health-sector subject fields;
 - :mod:`ca_client.builtin`: the built-in CA (SM2 and RSA hierarchies, issuance, revocation,
-  CRLs, OCSP answers) over a caller-provided repository.
+  CRLs, OCSP answers) over a caller-provided repository;
+- :mod:`ca_client.channel`: the channel interface (two-phase enrollment, revocation, status)
+  and the built-in CA as a channel.
 
 Depends on ``signcore`` only; the appliance stores, wraps and serves.
 """
@@ -19,6 +21,15 @@ from ca_client.builtin import (
     MemoryRepository,
     OcspResponder,
     generate_hierarchy,
+)
+from ca_client.channel import (
+    BuiltinChannel,
+    Channel,
+    ChannelStatus,
+    Enrollment,
+    EnrollmentRequest,
+    PendingEnrollment,
+    enroll,
 )
 from ca_client.errors import (
     AlreadyRevoked,
@@ -36,19 +47,26 @@ __all__ = [
     "REVOCATION_REASONS",
     "AlreadyRevoked",
     "BuiltinCa",
+    "BuiltinChannel",
     "CaError",
     "CaRepository",
     "CaUrls",
+    "Channel",
+    "ChannelStatus",
     "ChannelUnavailable",
+    "Enrollment",
+    "EnrollmentRequest",
     "Hierarchy",
     "IssuedRecord",
     "IssuerUnusable",
     "MemoryRepository",
     "OcspResponder",
+    "PendingEnrollment",
     "Profile",
     "RequestRejected",
     "SubjectInfo",
     "UnknownCertificate",
+    "enroll",
     "generate_hierarchy",
     "profile",
 ]

@@ -28,7 +28,7 @@ from ca_client.profiles import OID_IDENTIFY_CODE
 from signcore import ocsp
 from signcore.keys import generate_private_key
 from signcore.path import validate_path
-from signcore.x509 import build_csr, load_csr
+from signcore.x509 import CertificateRequest, build_csr, load_csr
 
 URLS = CaUrls(crl="http://ca.example.test/crl/sm2-1.crl", ocsp="http://ca.example.test/ocsp",
               ca_issuers="http://ca.example.test/ca/sm2-1.crt")
@@ -57,7 +57,7 @@ class Ca:
     clock: Clock
     ca: BuiltinCa
 
-    def csr(self, key_spec: str | None = None, subject: str = "CN=x") -> object:
+    def csr(self, key_spec: str | None = None, subject: str = "CN=x") -> CertificateRequest:
         key = generate_private_key(key_spec or KEY_SPECS[self.hierarchy.algorithm])
         return build_csr(key, subject)
 
@@ -85,7 +85,7 @@ def test_every_profile_issues_a_valid_certificate(ca: Ca, name: str) -> None:
     subject = DOCTOR if chosen.person else dataclasses.replace(
         DOCTOR, common_name="medsign.hospital.test", unique_id="",
         dns_names=("medsign.hospital.test",) if chosen.dns_names_allowed else ())
-    record = ca.ca.issue(name, subject, csr=ca.csr())  # type: ignore[arg-type]
+    record = ca.ca.issue(name, subject, csr=ca.csr())
     cert = record.certificate
     assert ca.repository.find_issued(ca.ca.ca_id, cert.serial_number) == record
     validate_path(cert, trust_roots=[ca.hierarchy.root], intermediates=[ca.hierarchy.issuing],
@@ -103,14 +103,14 @@ def test_every_profile_issues_a_valid_certificate(ca: Ca, name: str) -> None:
 
 def test_validity_never_outlives_the_issuing_ca(ca: Ca) -> None:
     ca.clock.now = ca.hierarchy.issuing.not_after - dt.timedelta(days=30)
-    cert = ca.ca.issue("doctor-signing", DOCTOR, csr=ca.csr()).certificate  # type: ignore[arg-type]
+    cert = ca.ca.issue("doctor-signing", DOCTOR, csr=ca.csr()).certificate
     assert cert.not_after == ca.hierarchy.issuing.not_after
 
 
 def test_refusals_store_nothing(ca: Ca) -> None:
     other = "rsa2048" if ca.hierarchy.algorithm == "sm2" else "sm2"
     good = ca.csr()
-    tampered = bytearray(good.der)  # type: ignore[attr-defined]
+    tampered = bytearray(good.der)
     tampered[-3] ^= 1
     cases = [
         (lambda: ca.ca.issue("doctor-signing", DOCTOR, csr=ca.csr(other)), "cannot be certified"),
@@ -145,8 +145,8 @@ def test_refusals_store_nothing(ca: Ca) -> None:
 
 
 def test_revocation_crl_and_delta(ca: Ca) -> None:
-    first = ca.ca.issue("doctor-signing", DOCTOR, csr=ca.csr()).certificate  # type: ignore[arg-type]
-    second = ca.ca.issue("nurse-signing", DOCTOR, csr=ca.csr()).certificate  # type: ignore[arg-type]
+    first = ca.ca.issue("doctor-signing", DOCTOR, csr=ca.csr()).certificate
+    second = ca.ca.issue("nurse-signing", DOCTOR, csr=ca.csr()).certificate
     ca.ca.revoke(first.serial_number, "key_compromise")
     with pytest.raises(AlreadyRevoked):
         ca.ca.revoke(first.serial_number, "superseded")
@@ -169,8 +169,8 @@ def test_revocation_crl_and_delta(ca: Ca) -> None:
 
 
 def test_ocsp_answers(ca: Ca) -> None:
-    good = ca.ca.issue("doctor-signing", DOCTOR, csr=ca.csr()).certificate  # type: ignore[arg-type]
-    bad = ca.ca.issue("doctor-signing", DOCTOR, csr=ca.csr()).certificate  # type: ignore[arg-type]
+    good = ca.ca.issue("doctor-signing", DOCTOR, csr=ca.csr()).certificate
+    bad = ca.ca.issue("doctor-signing", DOCTOR, csr=ca.csr()).certificate
     ca.ca.revoke(bad.serial_number, "key_compromise")
     issuing = ca.hierarchy.issuing
     ids = [ocsp.CertId.of(c, issuing) for c in (good.serial_number, bad.serial_number, 7)]
