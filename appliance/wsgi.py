@@ -13,12 +13,14 @@ from appliance import config as config_module
 from appliance.api import applications as applications_api
 from appliance.api import audit as audit_api
 from appliance.api import auth, console, openapi, problems, system
+from appliance.api import ca as ca_api
 from appliance.api import signers as signers_api
 from appliance.api.access import AccessControl, Authenticator, BodyLimit, check_routes
 from appliance.config import Config
 from appliance.custody import KekStore, KeyHolder
 from appliance.services.applications import NonceRecorder
 from appliance.services.audit import AuditLog
+from appliance.services.ca import CaService
 from appliance.services.signers import SignerService
 from appliance.storage import Database
 
@@ -68,6 +70,8 @@ def build(config: Config, *, database: Database | None = None,
         **applications_api.routes(apps),
         **signers_api.routes(SignerService(db, holder, audit=audit)),
         **audit_api.routes(audit),
+        **ca_api.routes(CaService(db, holder, public_url=config.server.public_url,
+                                  audit=audit)),
     }
     # The OpenAPI document lists every route of the app, whoever added it (built on first GET).
     resources.update(openapi.routes(app, cookie_secure=config.security.cookie_secure))

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    true,
 )
 
 # Stable constraint names, so that migrations on SQLite (batch mode) and PostgreSQL agree.
@@ -159,4 +160,67 @@ audit_checkpoints = Table(
     Column("root_hash", LargeBinary, nullable=False),
     Column("note", Text, nullable=False),  # the signed checkpoint (C2SP tlog-checkpoint text)
     Column("created_at", Timestamp, nullable=False),
+)
+
+# 0005: the built-in CA, issued certificates, CA channels.
+ca_authorities = Table(
+    "ca_authorities", metadata,
+    Column("id", String(32), primary_key=True),  # sm2-g1, rsa-g1, ...
+    Column("algorithm", String(8), nullable=False),  # sm2 | rsa
+    Column("certificate", LargeBinary, nullable=False),  # the issuing CA (DER)
+    Column("root_certificate", LargeBinary, nullable=False),
+    Column("key_id", String(36), ForeignKey("wrapped_keys.id"), nullable=False),
+    Column("root_key_id", String(36), ForeignKey("wrapped_keys.id"), nullable=False),
+    Column("status", String(16), nullable=False, default="active"),  # active | retired
+    Column("created_at", Timestamp, nullable=False),
+    # CRL publication: one number sequence for full and delta CRLs (RFC 5280 5.2.3)
+    Column("crl_number", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("full_crl", LargeBinary, nullable=True),
+    Column("full_crl_number", BigInteger, nullable=True),  # the base of the delta CRLs
+    Column("full_crl_at", Timestamp, nullable=True),  # thisUpdate of that base
+    Column("delta_crl", LargeBinary, nullable=True),
+    Column("crl_stale", Boolean, nullable=False, default=True, server_default=true()),
+)
+
+certificates = Table(
+    "certificates", metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("issuer_id", String(64), nullable=False),  # a ca_authorities id or a channel's CA
+    Column("channel", String(64), nullable=False),
+    Column("serial_hex", String(64), nullable=False),  # lower-case hex, no leading zeros
+    Column("profile", String(40), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("key_type", String(16), nullable=False),
+    Column("not_before", Timestamp, nullable=False),
+    Column("not_after", Timestamp, nullable=False),
+    Column("der", LargeBinary, nullable=False),
+    Column("signer_id", BigId, ForeignKey("signers.id"), nullable=True),
+    Column("status", String(16), nullable=False, default="active"),  # active | revoked
+    Column("revoked_at", Timestamp, nullable=True),
+    Column("revocation_reason", String(32), nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("created_by", String(128), nullable=False, default=""),
+    UniqueConstraint("issuer_id", "serial_hex", name="uq_certificates_issuer_serial"),
+    Index("ix_certificates_status", "status", "not_after"),
+    Index("ix_certificates_signer", "signer_id"),
+    Index("ix_certificates_revoked_at", "issuer_id", "revoked_at"),
+)
+
+ca_channels = Table(
+    "ca_channels", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),  # builtin | cmp | vendor-http
+    Column("settings", Text, nullable=False, default="{}"),  # JSON, no secrets
+    Column("secrets_wrapped", LargeBinary, nullable=True),  # JSON secrets under the KEK
+    Column("enabled", Boolean, nullable=False, default=True, server_default=true()),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+)
+
+ca_active_channels = Table(
+    "ca_active_channels", metadata,
+    Column("profile", String(40), primary_key=True),
+    Column("channel", String(64), ForeignKey("ca_channels.name"), nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    Column("updated_by", String(128), nullable=False, default=""),
 )

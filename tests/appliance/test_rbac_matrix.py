@@ -59,6 +59,10 @@ PUBLIC_OPERATIONS = {
     ("GET", "/api/v1/sys/seal-status"),
     ("POST", "/api/v1/sys/unseal"),
     ("POST", "/api/v1/console/login"),
+    # Relying parties check certificates anonymously (RFC 5280 CRLs, RFC 6960 OCSP).
+    ("GET", "/crl/{name}"),
+    ("GET", "/ca/{name}"),
+    ("POST", "/ocsp"),
 }
 # The audit administrator's own session and identity (besides audit reads).
 OWN_SESSION_OPERATIONS = {
@@ -74,7 +78,8 @@ AUDIT_PREFIX = "/api/v1/audit"
 # Routes outside the audit prefix (or writes inside it) the audit administrator may call:
 # none.  It reads logs and nothing else (DESIGN.md section 8).
 AUDIT_READ_EXCEPTIONS: dict[tuple[str, str], str] = {}
-SECURITY_ADMIN_ONLY = ("/api/v1/console/accounts", "/api/v1/applications")
+SECURITY_ADMIN_ONLY = ("/api/v1/console/accounts", "/api/v1/applications", "/api/v1/ca/",
+                       "/api/v1/certificates")
 _FIELD = re.compile(r"\{(\w+)(?::(\w+)(?:\([^)]*\))?)?\}")
 
 

@@ -1,0 +1,350 @@
+"""The built-in CA over HTTP (issue 5).
+
+Public, for relying parties (anonymous, as RFC 5280 and RFC 6960 expect):
+``GET /crl/{ca}.crl`` and ``/crl/{ca}-delta.crl`` (DER, ``application/pkix-crl``),
+``GET /ca/{ca}.crt`` (``application/pkix-cert``), ``POST /ocsp`` (``application/ocsp-request``
+in, ``application/ocsp-response`` out; an unparsable request gets an OCSP
+``malformedRequest`` answer, as RFC 6960 section 2.3 says, not an HTTP error).
+
+For the security administrator: ``/api/v1/ca/authorities`` (list, create a hierarchy),
+``/api/v1/certificates`` (list and search, issue from a CSR), ``/api/v1/certificates/{id}``
+(detail with the PEM and chain), ``/api/v1/certificates/{id}/revoke``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Any
+
+import falcon
+
+from appliance.api import openapi as oa
+from appliance.api.access import PUBLIC, SECURITY_ADMIN, roles
+from appliance.api.media import json_body, optional_str, required_str
+from appliance.errors import NotFound, PayloadTooLarge, ValidationFailed
+from appliance.services.admins import Actor
+from appliance.services.ca import MAX_PAGE, CaService
+from ca_client import PROFILES, REVOCATION_REASONS, SubjectInfo
+
+MANAGE = roles(SECURITY_ADMIN)
+MAX_OCSP_REQUEST = 16 * 1024
+MAX_CSR = 64 * 1024
+_CA_ID = re.compile(r"^(?P<id>[a-z0-9]{2,8}-g[0-9]{1,4})(?P<delta>-delta)?\.crl$")
+_CRT = re.compile(r"^(?P<id>[a-z0-9]{2,8}-g[0-9]{1,4})\.crt$")
+_TIME = {"type": "string", "format": "date-time"}
+_OPTIONAL_TIME = {"type": ["string", "null"], "format": "date-time"}
+_BINARY = {"type": "string", "format": "binary"}
+
+AUTHORITY: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "algorithm", "status", "subject", "root_subject", "not_before",
+                 "not_after", "created_at", "crl_number"],
+    "properties": {
+        "id": {"type": "string", "examples": ["sm2-g1"]},
+        "algorithm": {"enum": ["sm2", "rsa"]},
+        "status": {"enum": ["active", "retired"]},
+        "subject": {"type": "string"}, "root_subject": {"type": "string"},
+        "not_before": _TIME, "not_after": _TIME, "created_at": _TIME,
+        "crl_number": {"type": "integer", "minimum": 0},
+    },
+    "additionalProperties": False,
+}
+CERTIFICATE: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "issuer_id", "channel", "serial", "profile", "subject", "issuer",
+                 "key_type", "not_before", "not_after", "status", "revoked_at",
+                 "revocation_reason", "signer_id", "created_at", "created_by", "sha256", "pem"],
+    "properties": {
+        "id": {"type": "integer"}, "issuer_id": {"type": "string"},
+        "channel": {"type": "string"},
+        "serial": {"type": "string", "pattern": "^[0-9a-f]+$"},
+        "profile": {"type": "string"}, "subject": {"type": "string"},
+        "issuer": {"type": "string"}, "key_type": {"enum": ["sm2", "rsa", "ec-p256"]},
+        "not_before": _TIME, "not_after": _TIME,
+        "status": {"enum": ["active", "expired", "revoked"]},
+        "revoked_at": _OPTIONAL_TIME, "revocation_reason": {"type": ["string", "null"]},
+        "signer_id": {"type": ["integer", "null"]}, "created_at": _TIME,
+        "created_by": {"type": "string"}, "sha256": {"type": "string"},
+        "pem": {"type": "string"},
+    },
+    "additionalProperties": False,
+}
+_SUBJECT_FIELDS = {"common_name": 64, "organization": 128, "department": 128, "title": 64,
+                   "unique_id": 64, "country": 2}
+SUBJECT: dict[str, Any] = {
+    "type": "object", "required": ["common_name", "organization"],
+    "properties": {
+        **{name: {"type": "string", "minLength": 1, "maxLength": size}
+           for name, size in _SUBJECT_FIELDS.items()},
+        "dns_names": {"type": "array", "items": {"type": "string"}, "maxItems": 20},
+        "ip_addresses": {"type": "array", "items": {"type": "string"}, "maxItems": 20},
+    },
+    "additionalProperties": False,
+}
+
+
+def _actor(req: falcon.Request) -> Actor:
+    principal: Actor = req.context.principal
+    return principal
+
+
+def _read_limited(req: falcon.Request, limit: int) -> bytes:
+    if req.content_length is not None and req.content_length > limit:
+        raise PayloadTooLarge(f"at most {limit} bytes")
+    data: bytes = req.bounded_stream.read(limit + 1)
+    if len(data) > limit:
+        raise PayloadTooLarge(f"at most {limit} bytes")
+    return data
+
+
+class CrlResource:
+    access = {"GET": PUBLIC}
+    openapi = {"GET": {
+        "summary": "A CA's current CRL: {ca}.crl (full) or {ca}-delta.crl (delta), DER",
+        "parameters": [oa.path_param("name", {"type": "string"},
+                                     "`sm2-g1.crl`, `sm2-g1-delta.crl`, ...")],
+        "responses": {"200": oa.response("The CRL", _BINARY, media_type="application/pkix-crl")},
+    }}
+
+    def __init__(self, service: CaService) -> None:
+        self._service = service
+
+    def on_get(self, _req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        match = _CA_ID.match(name)
+        if match is None:
+            raise NotFound("没有这个 CRL")
+        resp.data = self._service.crl(match["id"], delta=bool(match["delta"]))
+        resp.content_type = "application/pkix-crl"
+        resp.cache_control = ["public", "max-age=60"]
+
+
+class CaCertificateResource:
+    access = {"GET": PUBLIC}
+    openapi = {"GET": {
+        "summary": "An issuing CA's certificate (DER): {ca}.crt",
+        "parameters": [oa.path_param("name", {"type": "string"}, "`sm2-g1.crt`, ...")],
+        "responses": {"200": oa.response("The certificate", _BINARY,
+                                         media_type="application/pkix-cert")},
+    }}
+
+    def __init__(self, service: CaService) -> None:
+        self._service = service
+
+    def on_get(self, _req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        match = _CRT.match(name)
+        if match is None:
+            raise NotFound("没有这个 CA 证书")
+        resp.data = self._service.ca_certificate(match["id"])
+        resp.content_type = "application/pkix-cert"
+
+
+class OcspResource:
+    """RFC 6960 over HTTP (appendix A): POST a DER request."""
+
+    access = {"POST": PUBLIC}
+    openapi = {"POST": {
+        "summary": "OCSP responder (RFC 6960): the status of certificates of the built-in CA",
+        "requestBody": oa.body(_BINARY, media_type="application/ocsp-request"),
+        "responses": {"200": oa.response(
+            "An OCSP response (also for malformed or foreign requests: malformedRequest, "
+            "unauthorized)", _BINARY, media_type="application/ocsp-response")},
+    }}
+
+    def __init__(self, service: CaService) -> None:
+        self._service = service
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if req.content_type is None or not req.content_type.startswith(
+                "application/ocsp-request"):
+            raise falcon.HTTPUnsupportedMediaType(description="send application/ocsp-request")
+        resp.data = self._service.ocsp(_read_limited(req, MAX_OCSP_REQUEST))
+        resp.content_type = "application/ocsp-response"
+        resp.cache_control = ["no-store"]  # every answer is signed fresh, with the nonce
+
+
+class Authorities:
+    access = {"GET": MANAGE, "POST": MANAGE}
+    openapi = {
+        "GET": {"summary": "The built-in CA's hierarchies",
+                "responses": {"200": oa.response("Every hierarchy, oldest first", {
+                    "type": "object", "required": ["items"], "additionalProperties": False,
+                    "properties": {"items": {"type": "array", "items": AUTHORITY}}})}},
+        "POST": {"summary": "Create an SM2 or RSA hierarchy (root and issuing CA) under the KEK",
+                 "requestBody": oa.body({
+                     "type": "object", "required": ["algorithm", "organization"],
+                     "additionalProperties": False,
+                     "properties": {"algorithm": {"enum": ["sm2", "rsa"]},
+                                    "organization": {"type": "string", "minLength": 1,
+                                                     "maxLength": 128}}}),
+                 "responses": {"201": oa.response("The new hierarchy", AUTHORITY)}},
+    }
+
+    def __init__(self, service: CaService) -> None:
+        self._service = service
+
+    def on_get(self, _req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = {"items": [a.to_json() for a in self._service.authorities()]}
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = json_body(req, allowed={"algorithm", "organization"},
+                         required={"algorithm", "organization"})
+        algorithm = required_str(body, "algorithm", 8)
+        if algorithm not in ("sm2", "rsa"):
+            raise ValidationFailed("algorithm 应为 sm2 或 rsa")
+        authority = self._service.initialize(_actor(req), algorithm,
+                                             required_str(body, "organization", 128))
+        resp.status = falcon.HTTP_201
+        resp.media = authority.to_json()
+
+
+def _subject(value: Any) -> SubjectInfo:
+    if not isinstance(value, dict):
+        raise ValidationFailed("subject must be an object")
+    unknown = set(value) - set(_SUBJECT_FIELDS) - {"dns_names", "ip_addresses"}
+    if unknown:
+        raise ValidationFailed(f"unknown subject fields: {', '.join(sorted(unknown))}")
+    fields: dict[str, Any] = {}
+    for name, size in _SUBJECT_FIELDS.items():
+        text = optional_str(value, name, size)
+        if text is not None:
+            fields[name] = text
+    for name in ("dns_names", "ip_addresses"):
+        items = value.get(name, [])
+        if not isinstance(items, list) or len(items) > 20 or not all(
+                isinstance(i, str) and 0 < len(i) <= 253 for i in items):
+            raise ValidationFailed(f"{name} must be a list of up to 20 strings")
+        fields[name] = tuple(items)
+    if "common_name" not in fields or "organization" not in fields:
+        raise ValidationFailed("subject needs common_name and organization")
+    return SubjectInfo(**fields)
+
+
+def _csr_bytes(text: str) -> bytes:
+    """PEM as it is (the loader reads PEM and DER), or base64 DER decoded."""
+    if "-----BEGIN" in text:
+        return text.encode()
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValidationFailed("csr must be PEM or base64 DER") from None
+
+
+class Certificates:
+    access = {"GET": MANAGE, "POST": MANAGE}
+    openapi = {
+        "GET": {
+            "summary": "Issued certificates, newest first (search by subject or serial)",
+            "parameters": [
+                oa.query("status", {"enum": ["active", "expired", "revoked"]}),
+                oa.query("profile", {"enum": sorted(PROFILES)}),
+                oa.query("q", {"type": "string", "maxLength": 64},
+                         description="part of the subject or of the serial (hex)"),
+                oa.query("offset", {"type": "integer", "minimum": 0}),
+                oa.query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}),
+            ],
+            "responses": {"200": oa.response("One page", {
+                "type": "object", "required": ["items", "total", "offset", "limit"],
+                "additionalProperties": False,
+                "properties": {"items": {"type": "array", "items": CERTIFICATE},
+                               "total": {"type": "integer"}, "offset": {"type": "integer"},
+                               "limit": {"type": "integer"}}})},
+        },
+        "POST": {
+            "summary": "Issue a certificate from a CSR with the active built-in hierarchy",
+            "requestBody": oa.body({
+                "type": "object", "required": ["algorithm", "profile", "subject", "csr"],
+                "additionalProperties": False,
+                "properties": {
+                    "algorithm": {"enum": ["sm2", "rsa"]},
+                    "profile": {"enum": sorted(PROFILES)},
+                    "subject": SUBJECT,
+                    "csr": {"type": "string", "maxLength": MAX_CSR,
+                            "description": "PKCS#10, PEM or base64 DER"},
+                    "validity_days": {"type": "integer", "minimum": 1, "maximum": 3660},
+                }}),
+            "responses": {"201": oa.response("The certificate", CERTIFICATE)},
+        },
+    }
+
+    def __init__(self, service: CaService) -> None:
+        self._service = service
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        status, profile, query = (req.get_param(n) for n in ("status", "profile", "q"))
+        if profile is not None and profile not in PROFILES:
+            raise ValidationFailed(f"profile 应为 {', '.join(sorted(PROFILES))} 之一")
+        if query is not None and len(query) > 64:
+            raise ValidationFailed("q 不能超过 64 个字符")
+        offset = req.get_param_as_int("offset", min_value=0, max_value=10**9, default=0)
+        limit = req.get_param_as_int("limit", min_value=1, max_value=MAX_PAGE, default=50)
+        items, total = self._service.search(status=status, profile=profile, query=query,
+                                            offset=offset, limit=limit)
+        resp.media = {"items": [c.to_json() for c in items], "total": total, "offset": offset,
+                      "limit": limit}
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = json_body(req, allowed={"algorithm", "profile", "subject", "csr",
+                                       "validity_days"},
+                         required={"algorithm", "profile", "subject", "csr"})
+        algorithm = required_str(body, "algorithm", 8)
+        if algorithm not in ("sm2", "rsa"):
+            raise ValidationFailed("algorithm 应为 sm2 或 rsa")
+        days = body.get("validity_days")
+        if days is not None and (not isinstance(days, int) or isinstance(days, bool)
+                                 or not 0 < days <= 3660):
+            raise ValidationFailed("validity_days must be an integer from 1 to 3660")
+        info = self._service.issue(
+            _actor(req), algorithm=algorithm, profile=required_str(body, "profile", 40),
+            subject=_subject(body.get("subject")), csr_der=_csr_bytes(
+                required_str(body, "csr", MAX_CSR)), validity_days=days)
+        resp.status = falcon.HTTP_201
+        resp.location = f"/api/v1/certificates/{info.id}"
+        resp.media = info.to_json()
+
+
+class CertificateItem:
+    access = {"GET": MANAGE}
+    openapi = {"GET": {"summary": "One certificate",
+                       "responses": {"200": oa.response("The certificate", CERTIFICATE)}}}
+
+    def __init__(self, service: CaService) -> None:
+        self._service = service
+
+    def on_get(self, _req: falcon.Request, resp: falcon.Response, certificate_id: int) -> None:
+        resp.media = self._service.get(certificate_id).to_json()
+
+
+class Revoke:
+    access = {"POST": MANAGE}
+    openapi = {"POST": {
+        "summary": "Revoke a certificate of the built-in CA (CRL and OCSP reflect it at once)",
+        "requestBody": oa.body({"type": "object", "required": ["reason"],
+                                "additionalProperties": False,
+                                "properties": {"reason": {"enum": list(REVOCATION_REASONS)}}}),
+        "responses": {"200": oa.response("The revoked certificate", CERTIFICATE),
+                      "409": oa.problem("Revoked already, or issued by an external channel")},
+    }}
+
+    def __init__(self, service: CaService) -> None:
+        self._service = service
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, certificate_id: int) -> None:
+        body = json_body(req, allowed={"reason"}, required={"reason"})
+        reason = required_str(body, "reason", 32)
+        if reason not in REVOCATION_REASONS:
+            raise ValidationFailed(f"reason 应为 {', '.join(REVOCATION_REASONS)} 之一")
+        resp.media = self._service.revoke(_actor(req), certificate_id, reason).to_json()
+
+
+def routes(service: CaService) -> dict[str, Any]:
+    return {
+        "/crl/{name}": CrlResource(service),
+        "/ca/{name}": CaCertificateResource(service),
+        "/ocsp": OcspResource(service),
+        "/api/v1/ca/authorities": Authorities(service),
+        "/api/v1/certificates": Certificates(service),
+        "/api/v1/certificates/{certificate_id:int}": CertificateItem(service),
+        "/api/v1/certificates/{certificate_id:int}/revoke": Revoke(service),
+    }
