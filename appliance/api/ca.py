@@ -2,7 +2,8 @@
 
 Public, for relying parties (anonymous, as RFC 5280 and RFC 6960 expect):
 ``GET /crl/{ca}.crl`` and ``/crl/{ca}-delta.crl`` (DER, ``application/pkix-crl``),
-``GET /ca/{ca}.crt`` (``application/pkix-cert``), ``POST /ocsp`` (``application/ocsp-request``
+``GET /ca/{ca}.crt`` and ``/ca/{ca}-root.crt`` (``application/pkix-cert``; a relying party
+pins the root's fingerprint out of band), ``POST /ocsp`` (``application/ocsp-request``
 in, ``application/ocsp-response`` out; an unparsable request gets an OCSP
 ``malformedRequest`` answer, as RFC 6960 section 2.3 says, not an HTTP error).
 
@@ -32,7 +33,7 @@ MANAGE = roles(SECURITY_ADMIN)
 MAX_OCSP_REQUEST = 16 * 1024
 MAX_CSR = 64 * 1024
 _CA_ID = re.compile(r"^(?P<id>[a-z0-9]{2,8}-g[0-9]{1,4})(?P<delta>-delta)?\.crl$")
-_CRT = re.compile(r"^(?P<id>[a-z0-9]{2,8}-g[0-9]{1,4})\.crt$")
+_CRT = re.compile(r"^(?P<id>[a-z0-9]{2,8}-g[0-9]{1,4})(?P<root>-root)?\.crt$")
 _TIME = {"type": "string", "format": "date-time"}
 _OPTIONAL_TIME = {"type": ["string", "null"], "format": "date-time"}
 _BINARY = {"type": "string", "format": "binary"}
@@ -123,8 +124,9 @@ class CrlResource:
 class CaCertificateResource:
     access = {"GET": PUBLIC}
     openapi = {"GET": {
-        "summary": "An issuing CA's certificate (DER): {ca}.crt",
-        "parameters": [oa.path_param("name", {"type": "string"}, "`sm2-g1.crt`, ...")],
+        "summary": "A CA certificate (DER): {ca}.crt (issuing CA), {ca}-root.crt (its root)",
+        "parameters": [oa.path_param("name", {"type": "string"},
+                                     "`sm2-g1.crt`, `sm2-g1-root.crt`, ...")],
         "responses": {"200": oa.response("The certificate", _BINARY,
                                          media_type="application/pkix-cert")},
     }}
@@ -136,7 +138,7 @@ class CaCertificateResource:
         match = _CRT.match(name)
         if match is None:
             raise NotFound("没有这个 CA 证书")
-        resp.data = self._service.ca_certificate(match["id"])
+        resp.data = self._service.ca_certificate(match["id"], root=bool(match["root"]))
         resp.content_type = "application/pkix-cert"
 
 

@@ -448,8 +448,9 @@ class CaService:
             raise NotFound(f"CA {ca_id} 的 CRL 尚未发布（设备未解封）")
         return bytes(current)
 
-    def ca_certificate(self, ca_id: str) -> bytes:
-        return bytes(self._authority_row(ca_id).certificate)
+    def ca_certificate(self, ca_id: str, *, root: bool = False) -> bytes:
+        row = self._authority_row(ca_id)
+        return bytes(row.root_certificate if root else row.certificate)
 
     def _authority_row(self, ca_id: str) -> Row[Any]:
         with self._db.engine.connect() as conn:
