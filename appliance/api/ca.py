@@ -26,7 +26,7 @@ from appliance.api.access import PUBLIC, SECURITY_ADMIN, roles
 from appliance.api.media import json_body, optional_str, required_str
 from appliance.errors import NotFound, PayloadTooLarge, ValidationFailed
 from appliance.services.admins import Actor
-from appliance.services.ca import MAX_PAGE, CaService
+from appliance.services.ca import MAX_ID, MAX_PAGE, CaService
 from ca_client import PROFILES, REVOCATION_REASONS, SubjectInfo
 
 MANAGE = roles(SECURITY_ADMIN)
@@ -34,6 +34,7 @@ MAX_OCSP_REQUEST = 16 * 1024
 MAX_CSR = 64 * 1024
 _CA_ID = re.compile(r"^(?P<id>[a-z0-9]{2,8}-g[0-9]{1,4})(?P<delta>-delta)?\.crl$")
 _CRT = re.compile(r"^(?P<id>[a-z0-9]{2,8}-g[0-9]{1,4})(?P<root>-root)?\.crt$")
+_ID = f"{{certificate_id:int(min=1, max={MAX_ID})}}"  # a BIGINT primary key
 _TIME = {"type": "string", "format": "date-time"}
 _OPTIONAL_TIME = {"type": ["string", "null"], "format": "date-time"}
 _BINARY = {"type": "string", "format": "binary"}
@@ -104,7 +105,7 @@ class CrlResource:
     access = {"GET": PUBLIC}
     openapi = {"GET": {
         "summary": "A CA's current CRL: {ca}.crl (full) or {ca}-delta.crl (delta), DER",
-        "parameters": [oa.path_param("name", {"type": "string"},
+        "parameters": [oa.path_param("name", {"type": "string", "pattern": _CA_ID.pattern},
                                      "`sm2-g1.crl`, `sm2-g1-delta.crl`, ...")],
         "responses": {"200": oa.response("The CRL", _BINARY, media_type="application/pkix-crl")},
     }}
@@ -125,7 +126,7 @@ class CaCertificateResource:
     access = {"GET": PUBLIC}
     openapi = {"GET": {
         "summary": "A CA certificate (DER): {ca}.crt (issuing CA), {ca}-root.crt (its root)",
-        "parameters": [oa.path_param("name", {"type": "string"},
+        "parameters": [oa.path_param("name", {"type": "string", "pattern": _CRT.pattern},
                                      "`sm2-g1.crt`, `sm2-g1-root.crt`, ...")],
         "responses": {"200": oa.response("The certificate", _BINARY,
                                          media_type="application/pkix-cert")},
@@ -148,7 +149,8 @@ class OcspResource:
     access = {"POST": PUBLIC}
     openapi = {"POST": {
         "summary": "OCSP responder (RFC 6960): the status of certificates of the built-in CA",
-        "requestBody": oa.body(_BINARY, media_type="application/ocsp-request"),
+        "requestBody": oa.body({**_BINARY, "minLength": 2, "maxLength": MAX_OCSP_REQUEST},
+                               media_type="application/ocsp-request"),
         "responses": {"200": oa.response(
             "An OCSP response (also for malformed or foreign requests: malformedRequest, "
             "unauthorized)", _BINARY, media_type="application/ocsp-response")},
@@ -347,6 +349,6 @@ def routes(service: CaService) -> dict[str, Any]:
         "/ocsp": OcspResource(service),
         "/api/v1/ca/authorities": Authorities(service),
         "/api/v1/certificates": Certificates(service),
-        "/api/v1/certificates/{certificate_id:int}": CertificateItem(service),
-        "/api/v1/certificates/{certificate_id:int}/revoke": Revoke(service),
+        f"/api/v1/certificates/{_ID}": CertificateItem(service),
+        f"/api/v1/certificates/{_ID}/revoke": Revoke(service),
     }

@@ -62,6 +62,7 @@ CRL_REFRESH = dt.timedelta(hours=1)  # a full CRL older than this is republished
 DELTA_BASE_AGE = dt.timedelta(days=1)  # deltas are computed over a base at most this old
 ROOT_PURPOSE, ISSUING_PURPOSE = "ca-root", "ca-issuing"
 MAX_PAGE = 500
+MAX_ID = 2**63 - 1  # BIGINT: larger ids cannot exist (and would overflow the driver)
 AuditHook = Callable[[str, str, str, str, dict[str, Any]], object]
 Clock = Callable[[], dt.datetime]
 
@@ -357,8 +358,10 @@ class CaService:
         return self.get(certificate_id)
 
     def get(self, certificate_id: int) -> CertificateInfo:
-        with self._db.engine.connect() as conn:
-            row = conn.execute(select(C).where(C.c.id == certificate_id)).first()
+        row = None
+        if 0 < certificate_id <= MAX_ID:
+            with self._db.engine.connect() as conn:
+                row = conn.execute(select(C).where(C.c.id == certificate_id)).first()
         if row is None:
             raise NotFound(f"没有编号为 {certificate_id} 的证书")
         return _info(row)
