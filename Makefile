@@ -43,6 +43,7 @@ bench: bootstrap
 	$(BIN)/python bench/crypto.py
 	$(BIN)/python bench/keysplit.py
 	$(BIN)/python bench/api.py  # then bench/audit.py
+	$(BIN)/python bench/ca.py
 
 # Regenerate the lock file from pyproject.toml (run by a developer, then commit the result).
 lock:

@@ -6,6 +6,10 @@
   CRLs, OCSP answers) over a caller-provided repository;
 - :mod:`ca_client.channel`: the channel interface (two-phase enrollment, revocation, status)
   and the built-in CA as a channel.
+- :mod:`ca_client.cmp`: a CMP server (RFC 4210 over HTTP, lightweight profile RFC 9483: ir / cr /
+  kur, certConf, rr, genm; PBM or signature protection both ways) as a channel.
+- :mod:`ca_client.vendor_http`: a licensed third-party CA's HTTP+JSON interface (T/SHIA
+  013-2024 shape, HMAC-SM3 signed requests) as a channel, fitted to each vendor by configuration.
 
 Depends on ``signcore`` only; the appliance stores, wraps and serves.
 """
@@ -31,6 +35,7 @@ from ca_client.channel import (
     PendingEnrollment,
     enroll,
 )
+from ca_client.cmp import CmpChannel, CmpConfig
 from ca_client.errors import (
     AlreadyRevoked,
     CaError,
@@ -40,6 +45,7 @@ from ca_client.errors import (
     UnknownCertificate,
 )
 from ca_client.profiles import PROFILES, Profile, SubjectInfo, profile
+from ca_client.vendor_http import VendorHttpChannel, VendorHttpConfig
 
 __all__ = [
     "ALGORITHMS",
@@ -54,6 +60,8 @@ __all__ = [
     "Channel",
     "ChannelStatus",
     "ChannelUnavailable",
+    "CmpChannel",
+    "CmpConfig",
     "Enrollment",
     "EnrollmentRequest",
     "Hierarchy",
@@ -66,6 +74,8 @@ __all__ = [
     "RequestRejected",
     "SubjectInfo",
     "UnknownCertificate",
+    "VendorHttpChannel",
+    "VendorHttpConfig",
     "enroll",
     "generate_hierarchy",
     "profile",
