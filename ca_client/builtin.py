@@ -200,6 +200,18 @@ class BuiltinCa:
         self._clock = clock
         key_type = issuing.public_key().key_type
         self.algorithm = next(a for a, t in _KEY_TYPES.items() if t is key_type)
+        self._names: dict[str, tuple[bytes, bytes]] = {}  # CertID hash -> (name, key) hashes
+
+    def answers_for(self, cert_id: ocsp.CertId) -> bool:
+        """True if ``cert_id`` names this CA as the issuer (hashes computed once per
+        algorithm: every OCSP request asks)."""
+        hashes = self._names.get(cert_id.hash_algorithm)
+        if hashes is None:
+            if not cert_id.names_issuer(self.certificate):
+                return False
+            hashes = (cert_id.issuer_name_hash, cert_id.issuer_key_hash)
+            self._names[cert_id.hash_algorithm] = hashes
+        return hashes == (cert_id.issuer_name_hash, cert_id.issuer_key_hash)
 
     # -- issuance
 
@@ -305,9 +317,9 @@ class OcspResponder:
         except DecodeError:
             return ocsp.error_response("malformed_request")
         owners = {id(ca): ca for cert_id in request.cert_ids for ca in self._cas
-                  if cert_id.names_issuer(ca.certificate)}
-        if len(owners) != 1 or not all(any(c.names_issuer(ca.certificate) for ca in
-                                           owners.values()) for c in request.cert_ids):
+                  if ca.answers_for(cert_id)}
+        if len(owners) != 1 or not all(any(ca.answers_for(c) for ca in owners.values())
+                                       for c in request.cert_ids):
             return ocsp.error_response("unauthorized")
         ca = next(iter(owners.values()))
         return ca.sign_ocsp([ca.status(cert_id) for cert_id in request.cert_ids], request.nonce)

@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from signcore import hashes
+from signcore._internal import algids, der
 from signcore._internal.asn1 import core, load, ocsp
 from signcore._internal.keybase import Signer
 from signcore.errors import DecodeError, InvalidSignature, UnsupportedAlgorithm
 from signcore.hashes import HashAlgorithm
 from signcore.x509 import (
     Certificate,
-    _sign,
     _signature_bits,
     key_identifier,
     verify_signed_bytes,
@@ -52,6 +52,8 @@ CERT_ID_HASHES = ("sha1", "sha256", "sm3")
 NONCE_BYTES = 16
 MAX_NONCE_BYTES = 128  # RFC 8954: responders may refuse longer nonces
 #: OCSPResponseStatus values other than ``successful`` (RFC 6960 section 4.2.1).
+_SUCCESSFUL = b"\x0a\x01\x00"  # OCSPResponseStatus ENUMERATED successful (0)
+_ID_PKIX_OCSP_BASIC = ocsp.ResponseType("basic_ocsp_response").dump()
 ERROR_STATUSES = ("malformed_request", "internal_error", "try_later", "sign_required",
                   "unauthorized")
 
@@ -213,18 +215,15 @@ def build_response(statuses: Sequence[SingleStatus], *, responder: Certificate, 
     }
     if nonce is not None:
         data["response_extensions"] = [{"extn_id": "nonce", "extn_value": nonce}]
-    tbs = ocsp.ResponseData(data)
-    algorithm_id, signature = _sign(tbs, signer, None)
-    basic: dict[str, Any] = {"tbs_response_data": tbs, "signature_algorithm": algorithm_id,
-                             "signature": signature}
-    if certs:
-        basic["certs"] = [c.asn1 for c in certs]
-    der: bytes = ocsp.OCSPResponse({
-        "response_status": "successful",
-        "response_bytes": {"response_type": "basic_ocsp_response",
-                           "response": ocsp.BasicOCSPResponse(basic)},
-    }).dump()
-    return der
+    tbs_der = ocsp.ResponseData(data).dump()
+    algorithm = signer.public_key().resolve_algorithm(None)
+    signature = signer.sign(tbs_der, algorithm)
+    # The outer layers, around the very bytes that were signed (signcore._internal.der).
+    basic = der.sequence(
+        tbs_der, algids.signature_algorithm_id(algorithm).dump(), der.bit_string(signature),
+        *([der.explicit(0, der.sequence(*(c.der for c in certs)))] if certs else []))
+    return der.sequence(_SUCCESSFUL, der.explicit(0, der.sequence(
+        _ID_PKIX_OCSP_BASIC, der.octet_string(basic))))
 
 
 def error_response(status: str) -> bytes:

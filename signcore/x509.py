@@ -23,7 +23,7 @@ from typing import Any
 from asn1crypto import crl as _crl
 from asn1crypto import csr as _csr
 
-from signcore._internal import algids
+from signcore._internal import algids, der
 from signcore._internal.asn1 import algos, core, load, x509
 from signcore._internal.keybase import PublicKey, Signer
 from signcore._internal.pem import is_pem, pem_blocks, pem_encode
@@ -427,6 +427,18 @@ def _sign(tbs: core.Asn1Value, signer: Signer, algorithm: SignatureAlgorithm | N
     return algids.signature_algorithm_id(algorithm), signature
 
 
+def _sign_and_wrap(tbs: core.Asn1Value, signer: Signer,
+                   algorithm: SignatureAlgorithm | None) -> bytes:
+    """``SEQUENCE { tbs, signatureAlgorithm, BIT STRING signature }`` (certificates, CRLs):
+    the TBS is encoded once and those very bytes are signed and shipped (see
+    :mod:`signcore._internal.der` for why the outer layers are not built with asn1crypto)."""
+    algorithm = signer.public_key().resolve_algorithm(algorithm)
+    tbs_der = tbs.dump()
+    signature = signer.sign(tbs_der, algorithm)
+    return der.sequence(tbs_der, algids.signature_algorithm_id(algorithm).dump(),
+                        der.bit_string(signature))
+
+
 def verify_signed_bytes(tbs: bytes, algorithm_id: Any, signature: bytes,
                         public_key: PublicKey) -> None:
     """Verify an X.509-style signature (certificate, CRL, CSR, OCSP); raise InvalidSignature."""
@@ -466,6 +478,13 @@ class Certificate:
         self._asn1 = asn1_cert
         self._der: bytes = asn1_cert.dump()
         self._public_key: PublicKey | None = None
+
+    @classmethod
+    def from_stored(cls, der: bytes) -> Certificate:
+        """A certificate this system encoded and stored itself (its own database): parsed
+        lazily, without the strict whole-tree check :func:`load_certificate` gives untrusted
+        input (which costs four times a signature)."""
+        return cls(x509.Certificate.load(der))
 
     @property
     def asn1(self) -> x509.Certificate:
@@ -649,10 +668,7 @@ def issue_certificate(
         "subject_public_key_info": load(x509.PublicKeyInfo, public_key.to_der(), "public key"),
         "extensions": ext_list,
     })
-    alg_id, signature = _sign(tbs, signer, algorithm)
-    return Certificate(x509.Certificate({
-        "tbs_certificate": tbs, "signature_algorithm": alg_id, "signature_value": signature,
-    }))
+    return Certificate(x509.Certificate.load(_sign_and_wrap(tbs, signer, algorithm)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -903,10 +919,7 @@ def build_crl(
         "revoked_certificates": entries or None,
         "crl_extensions": crl_extensions,
     })
-    alg_id, signature = _sign(tbs, signer, algorithm)
-    return CRL(_crl.CertificateList({
-        "tbs_cert_list": tbs, "signature_algorithm": alg_id, "signature": signature,
-    }))
+    return CRL(_crl.CertificateList.load(_sign_and_wrap(tbs, signer, algorithm)))
 
 
 def load_crl(data: bytes) -> CRL:

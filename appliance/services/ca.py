@@ -49,7 +49,6 @@ from signcore.keys import PrivateKey, load_private_key
 from signcore.x509 import (
     Certificate,
     RevokedCertificate,
-    load_certificate,
     load_crl,
     load_csr,
 )
@@ -127,7 +126,7 @@ class CertificateInfo:
         return "expired" if _aware(self.not_after) < now else "active"
 
     def to_json(self, now: dt.datetime | None = None) -> dict[str, Any]:
-        certificate = load_certificate(self.der)
+        certificate = Certificate.from_stored(self.der)
         return {
             "id": self.id, "issuer_id": self.issuer_id, "channel": self.channel,
             "serial": self.serial_hex, "profile": self.profile, "subject": self.subject,
@@ -203,7 +202,7 @@ class SqlCaRepository:
 
 def _record(row: Row[Any]) -> IssuedRecord:
     return IssuedRecord(row.issuer_id, int(row.serial_hex, 16), row.profile,
-                        load_certificate(bytes(row.der)), row.channel,
+                        Certificate.from_stored(bytes(row.der)), row.channel,
                         _aware(row.revoked_at) if row.revoked_at else None,
                         row.revocation_reason)
 
@@ -302,8 +301,9 @@ class CaService:
                 raise NotFound(f"没有 CA {ca_id}")
             key_row = conn.execute(select(W).where(W.c.id == row.key_id)).one()
         key = _open_key(keyring, key_row)
-        ca = BuiltinCa(ca_id, load_certificate(bytes(row.certificate)), key, self._repository,
-                       chain=[load_certificate(bytes(row.root_certificate))],
+        ca = BuiltinCa(ca_id, Certificate.from_stored(bytes(row.certificate)), key,
+                       self._repository,
+                       chain=[Certificate.from_stored(bytes(row.root_certificate))],
                        urls=self.urls(ca_id), clock=self._clock)
         with self._lock:
             if self._cas is not None and self._cas[0] == keyring.fingerprint:
@@ -465,8 +465,9 @@ class CaService:
     def ocsp(self, request_der: bytes) -> bytes:
         """The OCSP answer (DER) to a request: every authority, retired ones included, answers
         for what it issued."""
-        return OcspResponder([self._builtin(a.id) for a in self.authorities()]).respond(
-            request_der)
+        with self._db.engine.connect() as conn:
+            ids = conn.execute(select(A.c.id).order_by(A.c.created_at, A.c.id)).scalars().all()
+        return OcspResponder([self._builtin(ca_id) for ca_id in ids]).respond(request_der)
 
     def _record(self, category: str, action: str, actor: Actor | None, subject: str,
                 details: Mapping[str, Any]) -> None:
@@ -479,8 +480,9 @@ def _crl_this_update(der: bytes) -> dt.datetime:
 
 
 def _authority(row: Row[Any]) -> Authority:
-    return Authority(row.id, row.algorithm, row.status, load_certificate(bytes(row.certificate)),
-                     load_certificate(bytes(row.root_certificate)), row.created_at,
+    return Authority(row.id, row.algorithm, row.status,
+                     Certificate.from_stored(bytes(row.certificate)),
+                     Certificate.from_stored(bytes(row.root_certificate)), row.created_at,
                      int(row.crl_number))
 
 
