@@ -56,3 +56,9 @@ class Sealed(ApplianceError):
 class Locked(ApplianceError):
     code, status, title = "locked", 423, "账户已锁定"
 
+
+
+class CaChannelDown(ApplianceError):
+    """A CA channel did not answer; nothing was issued.  Retry later."""
+
+    code, status, title = "ca-channel-unavailable", 503, "CA 通道暂不可用，请稍后重试"

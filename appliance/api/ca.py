@@ -27,6 +27,7 @@ from appliance.api.media import json_body, optional_str, required_str
 from appliance.errors import NotFound, PayloadTooLarge, ValidationFailed
 from appliance.services.admins import Actor
 from appliance.services.ca import MAX_ID, MAX_PAGE, CaService
+from appliance.services.channels import ChannelService
 from ca_client import PROFILES, REVOCATION_REASONS, SubjectInfo
 
 MANAGE = roles(SECURITY_ADMIN)
@@ -351,4 +352,181 @@ def routes(service: CaService) -> dict[str, Any]:
         "/api/v1/certificates": Certificates(service),
         f"/api/v1/certificates/{_ID}": CertificateItem(service),
         f"/api/v1/certificates/{_ID}/revoke": Revoke(service),
+    }
+
+
+# --------------------------------------------------------------------------- channels
+
+CHANNEL: dict[str, Any] = {
+    "type": "object",
+    "required": ["name", "kind", "enabled", "settings", "has_secrets", "active_for"],
+    "properties": {
+        "name": {"type": "string"}, "kind": {"enum": ["builtin", "cmp", "vendor-http"]},
+        "enabled": {"type": "boolean"}, "settings": {"type": "object"},
+        "has_secrets": {"type": "boolean"},
+        "active_for": {"type": "array", "items": {"enum": sorted(PROFILES)}},
+    },
+    "additionalProperties": False,
+}
+_CHANNEL_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+_ASSIGNMENTS = {"type": "object", "additionalProperties": False,
+                "required": sorted(PROFILES),
+                "properties": {p: {"type": "string"} for p in PROFILES}}
+
+
+class Channels:
+    access = {"GET": MANAGE, "POST": MANAGE}
+    openapi = {
+        "GET": {"summary": "CA channels (built-in, CMP, vendor HTTP) and the profiles each "
+                           "enrolls", "responses": {"200": oa.response("Every channel", {
+                               "type": "object", "required": ["items"],
+                               "additionalProperties": False,
+                               "properties": {"items": {"type": "array", "items": CHANNEL}}})}},
+        "POST": {
+            "summary": "Configure a CMP or vendor HTTP channel (secrets are stored wrapped)",
+            "requestBody": oa.body({
+                "type": "object", "required": ["name", "kind", "settings"],
+                "additionalProperties": False,
+                "properties": {"name": {"type": "string", "pattern": _CHANNEL_NAME},
+                               "kind": {"enum": ["cmp", "vendor-http"]},
+                               "settings": {"type": "object"},
+                               "secrets": {"type": "object"}}}),
+            "responses": {"201": oa.response("The new channel", CHANNEL)},
+        },
+    }
+
+    def __init__(self, service: ChannelService) -> None:
+        self._service = service
+
+    def on_get(self, _req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = {"items": [c.to_json() for c in self._service.channels()]}
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = json_body(req, allowed={"name", "kind", "settings", "secrets"},
+                         required={"name", "kind", "settings"})
+        settings, secrets = body.get("settings"), body.get("secrets", {})
+        if not isinstance(settings, dict) or not isinstance(secrets, dict):
+            raise ValidationFailed("settings and secrets must be objects")
+        channel = self._service.add(_actor(req), name=required_str(body, "name", 63),
+                                    kind=required_str(body, "kind", 16), settings=settings,
+                                    secrets=secrets)
+        resp.status = falcon.HTTP_201
+        resp.media = channel.to_json()
+
+
+class ChannelItem:
+    access = {"GET": MANAGE, "PATCH": MANAGE, "DELETE": MANAGE}
+    _param = [oa.path_param("name", {"type": "string", "pattern": _CHANNEL_NAME})]
+    openapi = {
+        "GET": {"summary": "One channel with its live status", "parameters": _param,
+                "responses": {"200": oa.response("The channel", {
+                    **CHANNEL, "required": [*CHANNEL["required"], "status"],
+                    "properties": {**CHANNEL["properties"], "status": {
+                        "type": "object", "required": ["available", "detail"],
+                        "additionalProperties": False,
+                        "properties": {"available": {"type": "boolean"},
+                                       "detail": {"type": "string"}}}}})}},
+        "PATCH": {"summary": "Enable or disable a configured channel", "parameters": _param,
+                  "requestBody": oa.body({"type": "object", "required": ["enabled"],
+                                          "additionalProperties": False,
+                                          "properties": {"enabled": {"type": "boolean"}}}),
+                  "responses": {"200": oa.response("The channel", CHANNEL)}},
+        "DELETE": {"summary": "Remove a configured channel that no profile uses",
+                   "parameters": _param, "responses": {"204": oa.response("Removed")}},
+    }
+
+    def __init__(self, service: ChannelService) -> None:
+        self._service = service
+
+    def on_get(self, _req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        info = self._service.info(name)
+        status = self._service.status(name)
+        resp.media = {**info.to_json(), "status": {"available": status.available,
+                                                   "detail": status.detail}}
+
+    def on_patch(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        body = json_body(req, allowed={"enabled"}, required={"enabled"})
+        if not isinstance(body["enabled"], bool):
+            raise ValidationFailed("enabled must be true or false")
+        resp.media = self._service.set_enabled(_actor(req), name, body["enabled"]).to_json()
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        self._service.remove(_actor(req), name)
+        resp.status = falcon.HTTP_204
+
+
+class Profiles:
+    access = {"GET": MANAGE}
+    openapi = {"GET": {"summary": "Certificate profiles and the channel active for each",
+                       "responses": {"200": oa.response("profile -> channel", _ASSIGNMENTS)}}}
+
+    def __init__(self, service: ChannelService) -> None:
+        self._service = service
+
+    def on_get(self, _req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = self._service.assignments()
+
+
+class ProfileChannel:
+    """Switch the channel of a profile online: the next enrollment uses it."""
+
+    access = {"PUT": MANAGE}
+    openapi = {"PUT": {
+        "summary": "Switch the channel that enrolls a profile (online, no restart)",
+        "parameters": [oa.path_param("profile", {"enum": sorted(PROFILES)})],
+        "requestBody": oa.body({"type": "object", "required": ["channel"],
+                                "additionalProperties": False,
+                                "properties": {"channel": {"type": "string",
+                                                           "pattern": _CHANNEL_NAME}}}),
+        "responses": {"200": oa.response("profile -> channel, after the switch", _ASSIGNMENTS)},
+    }}
+
+    def __init__(self, service: ChannelService) -> None:
+        self._service = service
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response, profile: str) -> None:
+        body = json_body(req, allowed={"channel"}, required={"channel"})
+        resp.media = self._service.switch(_actor(req), profile,
+                                          required_str(body, "channel", 63))
+
+
+class Enrollments:
+    """The appliance generates a key for one of its own certificates (seal, TSA, TLS, update
+    signing) and has the profile's active channel certify it."""
+
+    access = {"POST": MANAGE}
+    openapi = {"POST": {
+        "summary": "Enroll a server-held key through the profile's active channel",
+        "requestBody": oa.body({
+            "type": "object", "required": ["profile", "algorithm", "subject"],
+            "additionalProperties": False,
+            "properties": {"profile": {"enum": sorted(n for n, p in PROFILES.items()
+                                                      if p.server_held)},
+                           "algorithm": {"enum": ["sm2", "rsa"]}, "subject": SUBJECT}}),
+        "responses": {"201": oa.response("The certificate", CERTIFICATE),
+                      "503": oa.problem("The channel did not answer "
+                                        "(`ca-channel-unavailable`): retry later")},
+    }}
+
+    def __init__(self, service: ChannelService) -> None:
+        self._service = service
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = json_body(req, allowed={"profile", "algorithm", "subject"},
+                         required={"profile", "algorithm", "subject"})
+        info = self._service.enroll_server_key(
+            _actor(req), profile=required_str(body, "profile", 40),
+            algorithm=required_str(body, "algorithm", 8), subject=_subject(body.get("subject")))
+        resp.status = falcon.HTTP_201
+        resp.location = f"/api/v1/certificates/{info.id}"
+        resp.media = info.to_json()
+
+
+def channel_routes(service: ChannelService) -> dict[str, Any]:
+    return {
+        "/api/v1/ca/channels": Channels(service),
+        "/api/v1/ca/channels/{name}": ChannelItem(service),
+        "/api/v1/ca/profiles": Profiles(service),
+        "/api/v1/ca/profiles/{profile}": ProfileChannel(service),
+        "/api/v1/ca/enrollments": Enrollments(service),
     }

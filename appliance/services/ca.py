@@ -310,6 +310,35 @@ class CaService:
                 self._cas[1][ca_id] = ca
         return ca
 
+    def builtin(self, ca_id: str) -> BuiltinCa:
+        """The CA object of hierarchy ``ca_id`` (its key unwrapped; needs the KEK)."""
+        return self._builtin(ca_id)
+
+    def record_issued(self, certificate: Certificate, *, channel: str, profile: str,
+                      actor: Actor | None, key_id: str | None = None,
+                      builtin: bool = False) -> CertificateInfo:
+        """Keep a certificate a channel issued (the built-in CA stored it already: then only
+        the key id and who asked are added)."""
+        serial_hex = f"{certificate.serial_number:x}"
+        with self._db.transaction() as conn:
+            if builtin:
+                row = conn.execute(select(C.c.id).where(
+                    C.c.serial_hex == serial_hex, C.c.channel == channel)).first()
+                if row is None:
+                    raise NotFound(f"没有证书 {serial_hex}")
+                conn.execute(update(C).where(C.c.id == row.id).values(
+                    key_id=key_id, created_by=actor_label(actor)))
+                certificate_id = row.id
+            else:
+                certificate_id = conn.execute(insert(C).values(
+                    issuer_id=channel, channel=channel, serial_hex=serial_hex, profile=profile,
+                    subject=certificate.subject,
+                    key_type=certificate.public_key().key_type.value,
+                    not_before=certificate.not_before, not_after=certificate.not_after,
+                    der=certificate.der, key_id=key_id, status="active", created_at=_now(),
+                    created_by=actor_label(actor)).returning(C.c.id)).scalar_one()
+        return self.get(int(certificate_id))
+
     def _forget(self) -> None:
         with self._lock:
             self._cas = None
@@ -473,6 +502,25 @@ class CaService:
                 details: Mapping[str, Any]) -> None:
         if self._audit is not None:
             self._audit(category, action, actor_label(actor), subject, dict(details))
+
+
+class ServerKeyStore:
+    """The appliance's own keys for certificates (seals, TSA, TLS, update signing): wrapped
+    under the KEK in ``wrapped_keys``, bound to their id, checked against their public key."""
+
+    def __init__(self, database: Database, key_holder: KeyHolder) -> None:
+        self._db, self._holder = database, key_holder
+
+    def store(self, key: PrivateKey, *, purpose: str) -> str:
+        with self._db.transaction() as conn:
+            return CaService._store_key(conn, self._holder.keyring(), purpose, key, _now())
+
+    def load(self, key_id: str) -> PrivateKey:
+        with self._db.engine.connect() as conn:
+            row = conn.execute(select(W).where(W.c.id == key_id)).first()
+        if row is None:
+            raise NotFound(f"没有密钥 {key_id}")
+        return _open_key(self._holder.keyring(), row)
 
 
 def _crl_this_update(der: bytes) -> dt.datetime:

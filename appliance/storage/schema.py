@@ -195,6 +195,8 @@ certificates = Table(
     Column("not_after", Timestamp, nullable=False),
     Column("der", LargeBinary, nullable=False),
     Column("signer_id", BigId, ForeignKey("signers.id"), nullable=True),
+    # the appliance's own key for this certificate (seals, TSA, TLS, update signing)
+    Column("key_id", String(36), ForeignKey("wrapped_keys.id"), nullable=True),
     Column("status", String(16), nullable=False, default="active"),  # active | revoked
     Column("revoked_at", Timestamp, nullable=True),
     Column("revocation_reason", String(32), nullable=True),
@@ -220,7 +222,9 @@ ca_channels = Table(
 ca_active_channels = Table(
     "ca_active_channels", metadata,
     Column("profile", String(40), primary_key=True),
-    Column("channel", String(64), ForeignKey("ca_channels.name"), nullable=False),
+    # a ca_channels name or builtin-sm2 / builtin-rsa (no foreign key: the built-in channels
+    # are not rows); the service refuses to remove a channel a profile uses
+    Column("channel", String(64), nullable=False),
     Column("updated_at", Timestamp, nullable=False),
     Column("updated_by", String(128), nullable=False, default=""),
 )

@@ -55,6 +55,8 @@ def upgrade() -> None:
         sa.Column("der", sa.LargeBinary(), nullable=False),
         sa.Column("signer_id", _BIG_ID, sa.ForeignKey("signers.id",
                   name="fk_certificates_signer_id_signers"), nullable=True),
+        sa.Column("key_id", sa.String(36), sa.ForeignKey(
+            "wrapped_keys.id", name="fk_certificates_key_id_wrapped_keys"), nullable=True),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("revoked_at", _TIME, nullable=True),
         sa.Column("revocation_reason", sa.String(32), nullable=True),
@@ -80,9 +82,7 @@ def upgrade() -> None:
     op.create_table(
         "ca_active_channels",
         sa.Column("profile", sa.String(40), primary_key=True),
-        sa.Column("channel", sa.String(64), sa.ForeignKey(
-            "ca_channels.name", name="fk_ca_active_channels_channel_ca_channels"),
-            nullable=False),
+        sa.Column("channel", sa.String(64), nullable=False),
         sa.Column("updated_at", _TIME, nullable=False),
         sa.Column("updated_by", sa.String(128), nullable=False),
         sa.PrimaryKeyConstraint("profile", name="pk_ca_active_channels"),
