@@ -66,6 +66,12 @@ class AuditConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class CaConfig:
+    renew_days_before: int = 30  # certificates are renewed this long before they expire
+    worker_interval_seconds: int = 3600  # how often ``medsign worker`` looks
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     data_dir: str = "var/data"
     server: ServerConfig = dataclasses.field(default_factory=ServerConfig)
@@ -73,6 +79,7 @@ class Config:
     custody: CustodyConfig = dataclasses.field(default_factory=CustodyConfig)
     security: SecurityConfig = dataclasses.field(default_factory=SecurityConfig)
     audit: AuditConfig = dataclasses.field(default_factory=AuditConfig)
+    ca: CaConfig = dataclasses.field(default_factory=CaConfig)
 
     @property
     def database_url(self) -> str:
@@ -91,6 +98,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "custody": CustodyConfig,
     "security": SecurityConfig,
     "audit": AuditConfig,
+    "ca": CaConfig,
 }
 
 

@@ -22,6 +22,7 @@ from appliance.services.applications import NonceRecorder
 from appliance.services.audit import AuditLog
 from appliance.services.ca import CaService
 from appliance.services.channels import ChannelService
+from appliance.services.renewal import RenewalService
 from appliance.services.signers import SignerService
 from appliance.storage import Database
 
@@ -66,6 +67,7 @@ def build(config: Config, *, database: Database | None = None,
     app.req_options.strip_url_path_trailing_slash = True
     problems.install(app)
     ca = CaService(db, holder, public_url=config.server.public_url, audit=audit)
+    channels = ChannelService(db, holder, ca, audit=audit)
     resources: dict[str, Any] = {
         **system.routes(db, holder, metrics),
         **console.routes(admins, auth.SessionCookie(config.security.cookie_secure)),
@@ -73,7 +75,8 @@ def build(config: Config, *, database: Database | None = None,
         **signers_api.routes(SignerService(db, holder, audit=audit)),
         **audit_api.routes(audit),
         **ca_api.routes(ca),
-        **ca_api.channel_routes(ChannelService(db, holder, ca, audit=audit)),
+        **ca_api.channel_routes(channels),
+        **ca_api.renewal_routes(RenewalService(db, ca, channels, config.ca, audit=audit)),
     }
     # The OpenAPI document lists every route of the app, whoever added it (built on first GET).
     resources.update(openapi.routes(app, cookie_secure=config.security.cookie_secure))

@@ -21,7 +21,7 @@ from typing import Any
 from asn1crypto import core, x509
 
 from ca_client.errors import RequestRejected
-from signcore.x509 import Extensions
+from signcore.x509 import Certificate, Extensions
 
 __all__ = ["OID_IDENTIFY_CODE", "PROFILES", "Profile", "SubjectInfo", "profile"]
 
@@ -123,6 +123,19 @@ class SubjectInfo:
         if (self.dns_names or self.ip_addresses) and not for_profile.dns_names_allowed:
             raise RequestRejected(f"profile {for_profile.name} takes no DNS names or addresses")
         return self
+
+    @classmethod
+    def from_certificate(cls, certificate: Certificate) -> SubjectInfo:
+        """The subject fields of an issued certificate (what a renewal asks for again)."""
+        native = certificate.subject_name.native
+        extensions = certificate.extensions
+        return cls(common_name=str(native.get("common_name", "")),
+                   organization=str(native.get("organization_name", "")),
+                   department=str(native.get("organizational_unit_name", "")),
+                   title=str(native.get("title", "")),
+                   unique_id=str(native.get("serial_number", "")),
+                   country=str(native.get("country_name", "CN")),
+                   dns_names=extensions.dns_names, ip_addresses=extensions.ip_addresses)
 
     def name(self) -> x509.Name:
         attributes: dict[str, Any] = {"country_name": self.country,

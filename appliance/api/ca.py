@@ -28,6 +28,7 @@ from appliance.errors import NotFound, PayloadTooLarge, ValidationFailed
 from appliance.services.admins import Actor
 from appliance.services.ca import MAX_ID, MAX_PAGE, CaService
 from appliance.services.channels import ChannelService
+from appliance.services.renewal import RenewalService
 from ca_client import PROFILES, REVOCATION_REASONS, SubjectInfo
 
 MANAGE = roles(SECURITY_ADMIN)
@@ -530,3 +531,59 @@ def channel_routes(service: ChannelService) -> dict[str, Any]:
         "/api/v1/ca/profiles/{profile}": ProfileChannel(service),
         "/api/v1/ca/enrollments": Enrollments(service),
     }
+
+
+# --------------------------------------------------------------------------- renewal
+
+_RENEWAL_ENTRY = {"type": "object", "additionalProperties": False,
+                  "required": ["id", "profile", "subject", "channel", "not_after", "holder",
+                               "signer_id", "error"],
+                  "properties": {"id": {"type": "integer"}, "profile": {"type": "string"},
+                                 "subject": {"type": "string"}, "channel": {"type": "string"},
+                                 "not_after": _TIME, "holder": {"enum": ["signer", "appliance"]},
+                                 "signer_id": {"type": ["integer", "null"]},
+                                 "error": {"type": ["string", "null"]}}}
+RENEWAL_REPORT = {"type": "object", "additionalProperties": False,
+                  "required": ["renew_days_before", "due", "failed", "urgent"],
+                  "properties": {"renew_days_before": {"type": "integer"},
+                                 "due": {"type": "array", "items": _RENEWAL_ENTRY},
+                                 "failed": {"type": "array", "items": _RENEWAL_ENTRY},
+                                 "urgent": {"type": "array", "items": _RENEWAL_ENTRY}}}
+_IDS = {"type": "array", "items": {"type": "integer"}}
+RENEWAL_PASS = {"type": "object", "additionalProperties": False,
+                "required": ["renewed", "waiting_for_phone", "failed"],
+                "properties": {
+                    "renewed": {"type": "array", "items": {
+                        "type": "object", "required": ["old", "new"],
+                        "additionalProperties": False,
+                        "properties": {"old": {"type": "integer"}, "new": {"type": "integer"}}}},
+                    "waiting_for_phone": _IDS,
+                    "failed": {"type": "array", "items": {
+                        "type": "object", "required": ["id", "error"],
+                        "additionalProperties": False,
+                        "properties": {"id": {"type": "integer"},
+                                       "error": {"type": "string"}}}}}}
+
+
+class Renewals:
+    access = {"GET": MANAGE, "POST": MANAGE}
+    openapi = {
+        "GET": {"summary": "Certificates due for renewal, failed renewals, and those expiring "
+                           "within a week without a renewal",
+                "responses": {"200": oa.response("The renewal report", RENEWAL_REPORT)}},
+        "POST": {"summary": "Run a renewal pass now (medsign worker does it on a cadence)",
+                 "responses": {"200": oa.response("What the pass did", RENEWAL_PASS)}},
+    }
+
+    def __init__(self, service: RenewalService) -> None:
+        self._service = service
+
+    def on_get(self, _req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = self._service.report()
+
+    def on_post(self, _req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = self._service.run_once().to_json()
+
+
+def renewal_routes(service: RenewalService) -> dict[str, Any]:
+    return {"/api/v1/ca/renewals": Renewals(service)}

@@ -142,10 +142,13 @@ class CertificateInfo:
         }
 
 
-def _info(row: Row[Any]) -> CertificateInfo:
+def certificate_info(row: Row[Any]) -> CertificateInfo:
+    """A ``certificates`` row, with aware UTC times on both engines."""
     return CertificateInfo(row.id, row.issuer_id, row.channel, row.serial_hex, row.profile,
-                           row.subject, row.key_type, row.not_before, row.not_after, row.status,
-                           row.revoked_at, row.revocation_reason, row.signer_id, row.created_at,
+                           row.subject, row.key_type, _aware(row.not_before),
+                           _aware(row.not_after), row.status,
+                           _aware(row.revoked_at) if row.revoked_at else None,
+                           row.revocation_reason, row.signer_id, _aware(row.created_at),
                            row.created_by, bytes(row.der))
 
 
@@ -393,7 +396,7 @@ class CaService:
                 row = conn.execute(select(C).where(C.c.id == certificate_id)).first()
         if row is None:
             raise NotFound(f"没有编号为 {certificate_id} 的证书")
-        return _info(row)
+        return certificate_info(row)
 
     def find(self, issuer_id: str, serial_number: int) -> CertificateInfo:
         with self._db.engine.connect() as conn:
@@ -401,7 +404,7 @@ class CaService:
                                                C.c.serial_hex == f"{serial_number:x}")).first()
         if row is None:
             raise NotFound(f"没有证书 {serial_number:x}")
-        return _info(row)
+        return certificate_info(row)
 
     def search(self, *, status: str | None = None, profile: str | None = None,
              query: str | None = None, offset: int = 0,
@@ -429,7 +432,7 @@ class CaService:
             total = conn.execute(select(func.count()).select_from(C).where(*conditions)).scalar()
             rows = conn.execute(select(C).where(*conditions).order_by(C.c.id.desc())
                                 .offset(offset).limit(limit)).all()
-        return [_info(row) for row in rows], int(total or 0)
+        return [certificate_info(row) for row in rows], int(total or 0)
 
     # -- publication
 

@@ -197,6 +197,9 @@ certificates = Table(
     Column("signer_id", BigId, ForeignKey("signers.id"), nullable=True),
     # the appliance's own key for this certificate (seals, TSA, TLS, update signing)
     Column("key_id", String(36), ForeignKey("wrapped_keys.id"), nullable=True),
+    # silent renewal: the certificate that replaces this one, and the last failed attempt
+    Column("replaced_by", BigId, ForeignKey("certificates.id"), nullable=True),
+    Column("renewal_error", Text, nullable=True),
     Column("status", String(16), nullable=False, default="active"),  # active | revoked
     Column("revoked_at", Timestamp, nullable=True),
     Column("revocation_reason", String(32), nullable=True),

@@ -57,6 +57,9 @@ def upgrade() -> None:
                   name="fk_certificates_signer_id_signers"), nullable=True),
         sa.Column("key_id", sa.String(36), sa.ForeignKey(
             "wrapped_keys.id", name="fk_certificates_key_id_wrapped_keys"), nullable=True),
+        sa.Column("replaced_by", _BIG_ID, sa.ForeignKey(
+            "certificates.id", name="fk_certificates_replaced_by_certificates"), nullable=True),
+        sa.Column("renewal_error", sa.Text(), nullable=True),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("revoked_at", _TIME, nullable=True),
         sa.Column("revocation_reason", sa.String(32), nullable=True),

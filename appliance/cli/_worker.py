@@ -1,0 +1,68 @@
+"""``medsign worker``: the appliance's background work, outside the request path.
+
+Every ``ca.worker_interval_seconds`` (or once, with ``--once``, e.g. from a systemd timer): the
+silent renewal pass of :mod:`appliance.services.renewal` (which also republishes the built-in
+CA's CRLs).  It needs the unsealed KEK like the operator's commands (the running server's
+custodian, the demo passphrase file, or ``--passphrase-file``).  SIGTERM ends it after the pass
+under way.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from typing import Any
+
+import click
+
+from appliance.cli._common import CliError, config_option
+from appliance.cli._operator import _PASSPHRASE_OPTION, _open
+
+
+def _services(config_path: str | None, passphrase_file: str | None) -> tuple[Any, Any, Any]:
+    from appliance.services.audit import AuditLog  # noqa: PLC0415 -- fast start-up
+    from appliance.services.ca import CaService  # noqa: PLC0415
+    from appliance.services.channels import ChannelService  # noqa: PLC0415
+    from appliance.services.renewal import RenewalService  # noqa: PLC0415
+
+    config, database, holder = _open(config_path, passphrase_file)
+    audit = AuditLog(database, holder, config.audit)
+    ca = CaService(database, holder, public_url=config.server.public_url, audit=audit)
+    channels = ChannelService(database, holder, ca, audit=audit)
+    return (config, RenewalService(database, ca, channels, config.ca, audit=audit),
+            (audit, database))
+
+
+@click.command(name="worker")
+@config_option
+@_PASSPHRASE_OPTION
+@click.option("--once", is_flag=True, help="one pass, then exit (for a systemd timer)")
+def worker(config_path: str | None, passphrase_file: str | None, once: bool) -> int:
+    """Background work: silent certificate renewal and CRL publication."""
+    config, renewal, (audit, database) = _services(config_path, passphrase_file)
+    stop = threading.Event()
+    if not once:
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while True:
+            result = renewal.run_once().to_json()
+            click.echo(json.dumps({"pass": "renewal", **result}, ensure_ascii=False),
+                       err=False)
+            if once:
+                break
+            if stop.wait(max(1, config.ca.worker_interval_seconds)):
+                return 0
+    finally:
+        try:
+            audit.close()
+        finally:
+            database.dispose()
+    if result["failed"]:
+        first = result["failed"][0]
+        raise CliError(f"{len(result['failed'])} renewal(s) failed; certificate "
+                       f"{first['id']}: {first['error']}")
+    return 0
+
+
+COMMANDS = (worker,)
