@@ -72,9 +72,11 @@ def build(config: Config, *, database: Database | None = None,
         **system.routes(db, holder, metrics),
         **console.routes(admins, auth.SessionCookie(config.security.cookie_secure)),
         **applications_api.routes(apps),
-        **signers_api.routes(SignerService(db, holder, audit=audit)),
+        **signers_api.routes(SignerService(
+            db, holder, audit=audit,
+            on_disable=channels.revoke_for_signer)),
         **audit_api.routes(audit),
-        **ca_api.routes(ca),
+        **ca_api.routes(ca, channels),
         **ca_api.channel_routes(channels),
         **ca_api.renewal_routes(RenewalService(db, ca, channels, config.ca, audit=audit)),
     }

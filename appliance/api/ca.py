@@ -325,15 +325,18 @@ class CertificateItem:
 class Revoke:
     access = {"POST": MANAGE}
     openapi = {"POST": {
-        "summary": "Revoke a certificate of the built-in CA (CRL and OCSP reflect it at once)",
+        "summary": "Revoke a certificate through the channel that issued it (the built-in CA's "
+                   "CRL and OCSP reflect it at once)",
         "requestBody": oa.body({"type": "object", "required": ["reason"],
                                 "additionalProperties": False,
                                 "properties": {"reason": {"enum": list(REVOCATION_REASONS)}}}),
         "responses": {"200": oa.response("The revoked certificate", CERTIFICATE),
-                      "409": oa.problem("Revoked already, or issued by an external channel")},
+                      "409": oa.problem("Revoked already, or the issuing CA refused"),
+                      "503": oa.problem("The issuing channel did not answer "
+                                        "(`ca-channel-unavailable`)")},
     }}
 
-    def __init__(self, service: CaService) -> None:
+    def __init__(self, service: ChannelService) -> None:
         self._service = service
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, certificate_id: int) -> None:
@@ -344,7 +347,7 @@ class Revoke:
         resp.media = self._service.revoke(_actor(req), certificate_id, reason).to_json()
 
 
-def routes(service: CaService) -> dict[str, Any]:
+def routes(service: CaService, channels: ChannelService) -> dict[str, Any]:
     return {
         "/crl/{name}": CrlResource(service),
         "/ca/{name}": CaCertificateResource(service),
@@ -352,7 +355,7 @@ def routes(service: CaService) -> dict[str, Any]:
         "/api/v1/ca/authorities": Authorities(service),
         "/api/v1/certificates": Certificates(service),
         f"/api/v1/certificates/{_ID}": CertificateItem(service),
-        f"/api/v1/certificates/{_ID}/revoke": Revoke(service),
+        f"/api/v1/certificates/{_ID}/revoke": Revoke(channels),
     }
 
 

@@ -35,8 +35,14 @@ class _Ca:
 
             config, self.database = _database(config_path)
             holder, self.audit = KeyHolder(KekStore(self.database)), None
+        self.holder = holder
         self.service = CaService(self.database, holder, public_url=config.server.public_url,
                                  audit=self.audit)
+
+    def channels(self) -> Any:
+        from appliance.services.channels import ChannelService  # noqa: PLC0415
+
+        return ChannelService(self.database, self.holder, self.service, audit=self.audit)
 
     def __enter__(self) -> Any:
         return self.service
@@ -127,9 +133,11 @@ def ca_issue(*, config_path: str | None, passphrase_file: str | None, csr_file: 
                                  "privilege_withdrawn"]))
 def ca_revoke(config_path: str | None, passphrase_file: str | None, certificate_id: int,
               reason: str) -> int:
-    """Revoke a certificate of the built-in CA; the CRLs are republished at once."""
-    with _Ca(config_path, passphrase_file, sign=True) as service:
-        info = service.revoke(_actor(), certificate_id, reason)
+    """Revoke a certificate through the channel that issued it (the built-in CA republishes
+    its CRLs at once)."""
+    opened = _Ca(config_path, passphrase_file, sign=True)
+    with opened:
+        info = opened.channels().revoke(_actor(), certificate_id, reason)
     print(f"revoked certificate {info.id} (serial {info.serial_hex}): {reason}")
     return 0
 

@@ -83,8 +83,8 @@ class Actor(Protocol):
 
 
 def actor_label(actor: Actor | None) -> str:
-    """How the audit log names an actor: ``admin:alice``, ``cli:root``; "" for nobody known
-    (a failed login)."""
+    """How the audit log names an actor: ``admin:alice``, ``cli:root``,
+    ``system:renewal``; "" for nobody known (a failed login)."""
     if actor is None:
         return "cli"
     return f"{actor.kind}:{actor.name}" if actor.kind else ""
@@ -103,9 +103,10 @@ _NOBODY = _Self("", kind="")
 
 
 def require_manager(actor: Actor | None, what: str = "账户和角色") -> None:
-    """Only a security administrator (or the appliance's operator, root on its console)
-    manages accounts and credentials."""
-    if actor is None or actor.kind == "cli":
+    """Only a security administrator (or the appliance's operator, root on its console, or the
+    appliance itself acting on the consequence of an authorized act: kind ``system``) manages
+    accounts, credentials and certificates."""
+    if actor is None or actor.kind in ("cli", "system"):
         return
     if actor.kind != "admin" or getattr(actor, "role", None) != SECURITY_ADMIN:
         raise Forbidden(f"只有安全管理员可以管理{what}")

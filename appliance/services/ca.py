@@ -389,6 +389,22 @@ class CaService:
         self.publish_crls(info.issuer_id)
         return self.get(certificate_id)
 
+    def mark_revoked(self, certificate_id: int, reason: str) -> None:
+        """Record a revocation an external channel performed."""
+        with self._db.transaction() as conn:
+            conn.execute(update(C).where(C.c.id == certificate_id, C.c.status == "active")
+                         .values(status="revoked", revoked_at=self._clock(),
+                                 revocation_reason=reason))
+
+    def certificates_of_signer(self, signer_id: int) -> list[CertificateInfo]:
+        """A signer's certificates that are not revoked (expired ones included: revoking
+        them too keeps the record unambiguous)."""
+        with self._db.engine.connect() as conn:
+            rows = conn.execute(select(C).where(C.c.signer_id == signer_id,
+                                                C.c.status == "active")
+                                .order_by(C.c.id)).all()
+        return [certificate_info(row) for row in rows]
+
     def get(self, certificate_id: int) -> CertificateInfo:
         row = None
         if 0 < certificate_id <= MAX_ID:

@@ -41,6 +41,7 @@ from appliance.services.ca import CaService, CertificateInfo, ServerKeyStore
 from appliance.storage import Database, schema
 from ca_client import (
     PROFILES,
+    REVOCATION_REASONS,
     AlreadyRevoked,
     BuiltinChannel,
     CaError,
@@ -57,7 +58,7 @@ from ca_client import (
     enroll,
 )
 from signcore.keys import generate_private_key
-from signcore.x509 import load_certificate
+from signcore.x509 import Certificate, load_certificate
 
 CH = schema.ca_channels
 ACTIVE = schema.ca_active_channels
@@ -271,10 +272,68 @@ class ChannelService:
                      {"profile": profile, "certificate_id": info.id, "channel": name})
         return info
 
+    # -- revocation (any channel)
+
+    def revoke(self, actor: Actor | None, certificate_id: int, reason: str) -> CertificateInfo:
+        """Revoke through the channel that issued the certificate (the built-in CA republishes
+        its CRLs at once); the revocation is then recorded here as well."""
+        require_manager(actor, "证书")
+        info = self._ca.get(certificate_id)
+        if info.issuer_id in {a.id for a in self._ca.authorities()}:
+            return self._ca.revoke(actor, certificate_id, reason)
+        if info.status == "revoked":
+            raise Conflict(f"证书 {info.serial_hex} 已吊销")
+        if reason not in REVOCATION_REASONS:
+            raise ValidationFailed(f"reason 应为 {', '.join(REVOCATION_REASONS)} 之一")
+        try:
+            self.channel(info.channel).revoke(Certificate.from_stored(info.der), reason)
+        except ChannelUnavailable as exc:
+            self._record("system", "ca.channel.unavailable", actor, info.channel,
+                         {"certificate_id": certificate_id, "error": str(exc)})
+            raise CaChannelDown(f"CA 通道 {info.channel} 暂不可用：{exc}") from None
+        except AlreadyRevoked:
+            pass  # the CA had it revoked already: record it here too
+        except (RequestRejected, CaError) as exc:
+            raise Conflict(f"CA 通道 {info.channel} 拒绝吊销：{exc}") from None
+        self._ca.mark_revoked(certificate_id, reason)
+        self._record("data", "cert.revoke", actor, f"{info.channel}/{info.serial_hex}",
+                     {"reason": reason, "certificate_id": certificate_id})
+        return self._ca.get(certificate_id)
+
+    def revoke_for_signer(self, signer_id: int, actor: Actor | None, *,
+                          reason: str = "affiliation_changed") -> list[int]:
+        """Revoke every valid certificate of a signer (disabled, phone lost, key compromised):
+        the ids revoked.  Runs on behalf of whoever disabled the signer (a reviewer or the
+        hospital backend may, without managing certificates themselves).  A channel that is
+        down does not stop the others; it is alerted and the certificate stays listed as
+        active for the security administrator to retry."""
+        actor = _OnBehalf(f"signer-disabled-by:{actor_label(actor)}")
+        revoked = []
+        for info in self._ca.certificates_of_signer(signer_id):
+            try:
+                self.revoke(actor, info.id, reason)
+            except (CaChannelDown, Conflict) as exc:
+                self._record("system", "cert.revoke-failed", actor,
+                             f"{info.channel}/{info.serial_hex}",
+                             {"certificate_id": info.id, "signer_id": signer_id,
+                              "error": exc.detail})
+            else:
+                revoked.append(info.id)
+        return revoked
+
     def _record(self, category: str, action: str, actor: Actor | None, subject: str,
                 details: Mapping[str, Any]) -> None:
         if self._audit is not None:
             self._audit(category, action, actor_label(actor), subject, dict(details))
+
+
+@dataclasses.dataclass(frozen=True)
+class _OnBehalf:
+    """The appliance acting on a consequence of someone's act (named in the audit log)."""
+
+    name: str
+    kind: str = "system"
+    id: int = 0
 
 
 def _cmp_config(name: str, settings: Mapping[str, Any], secrets: Mapping[str, Any]) -> CmpConfig:

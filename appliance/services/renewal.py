@@ -54,8 +54,8 @@ def _aware(value: dt.datetime) -> dt.datetime:
 class _Worker:
     """The actor renewals are attributed to in the audit log."""
 
-    name: str = "worker:renewal"
-    kind: str = "cli"
+    name: str = "renewal"
+    kind: str = "system"
     id: int = 0
 
 

@@ -384,11 +384,14 @@ class SignerService:
     """Create, edit, review, disable and list signer records."""
 
     def __init__(self, database: Database, key_holder: KeyHolder,
-                 audit: AuditSink | None = None) -> None:
+                 audit: AuditSink | None = None,
+                 on_disable: Callable[[int, Actor], object] | None = None) -> None:
+        """``on_disable(signer_id, actor)``: called after a signer was disabled (the
+        composition root revokes the signer's certificates there)."""
         self._db = database
         self._holder = key_holder
-        # SEAM: until appliance.services.audit exists, the composition root passes None.
         self._audit = audit
+        self._on_disable = on_disable
 
     def keyring(self) -> Keyring:
         """The unsealed keyring (Sealed while the appliance is sealed)."""
@@ -649,6 +652,8 @@ class SignerService:
             self._set_status(conn, row, DISABLED, status_before_disable=row.status)
         self._log(actor, "signer.disable", signer_id,
                   {"from": row.status, "status": DISABLED, "reason": reason})
+        if self._on_disable is not None:
+            self._on_disable(signer_id, actor)
         return self.get(signer_id)
 
     def enable(self, signer_id: int, actor: Actor) -> Signer:

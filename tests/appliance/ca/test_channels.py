@@ -4,12 +4,13 @@ enrollments run -- a channel that is down, and who may configure."""
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from appliance.custody import KeyHolder
 from appliance.errors import CaChannelDown, Conflict, Forbidden, NotFound, ValidationFailed
@@ -195,3 +196,34 @@ def test_configuration_is_checked(channels: ChannelService, vendor: FakeVendorCa
     for role in ("system_admin", "audit_admin", "reviewer"):
         with pytest.raises(Forbidden):
             channels.switch(Actor(role=role), "tsa", "cmp1")
+
+
+def test_revocation_goes_through_the_issuing_channel(channels: ChannelService,
+                                                     vendor: FakeVendorCa, database: Database,
+                                                     audit: AuditRecorder) -> None:
+    settings, secrets = _vendor_settings(vendor)
+    channels.add(Actor(), name="bjca", kind="vendor-http", settings=settings, secrets=secrets)
+    channels.switch(Actor(), "organization-seal", "bjca")
+    external = channels.enroll_server_key(Actor(), profile="organization-seal", subject=SEAL,
+                                          algorithm="sm2")
+    channels.switch(Actor(), "organization-seal", "builtin-sm2")
+    internal = channels.enroll_server_key(Actor(), profile="organization-seal", subject=SEAL,
+                                          algorithm="sm2")
+    # Both belong to one signer (as a doctor's certificates will), who is then disabled.
+    with database.transaction() as conn:
+        now = dt.datetime.now(dt.UTC)
+        signer_id = conn.execute(schema.signers.insert().values(
+            kind="doctor", name="周九", id_number_hmac="s" * 64, id_number_wrapped=b"x",
+            status="active", created_at=now, updated_at=now).returning(schema.signers.c.id)
+        ).scalar_one()
+        conn.execute(update(schema.certificates).where(
+            schema.certificates.c.id.in_([external.id, internal.id])).values(signer_id=signer_id))
+    revoked = channels.revoke_for_signer(signer_id, Actor(role="reviewer"))
+    assert sorted(revoked) == sorted([external.id, internal.id])
+    serial = load_certificate(external.der).serial_number
+    vendor_record = vendor.cas.sm2._repository.find_issued(vendor.cas.sm2.ca_id, serial)
+    assert vendor_record is not None and vendor_record.revoked_at is not None
+    actors = {e[2] for e in audit.entries if e[1] == "cert.revoke"}
+    assert actors == {"system:signer-disabled-by:admin:sec"}
+    with pytest.raises(Conflict, match="已吊销"):
+        channels.revoke(Actor(), external.id, "superseded")
