@@ -17,6 +17,8 @@ from ca_client import (
 )
 from signcore.keys import PrivateKey, generate_private_key
 from signcore.path import validate_path
+from tests.keysplit.conftest import cosign
+from tests.keysplit.conftest import enroll as co_keygen
 
 SEAL = SubjectInfo(common_name="测试医院电子印章", organization="测试医院")
 DOCTOR = SubjectInfo(common_name="王五", organization="测试医院", department="儿科",
@@ -65,3 +67,19 @@ def test_refusals(channel: BuiltinChannel) -> None:
     with pytest.raises(RequestRejected, match="does not hold"):
         enroll(channel, EnrollmentRequest("organization-seal", SEAL, key.public_key()),
                _key(channel))
+
+
+def test_a_split_key_proves_possession_by_co_signing() -> None:
+    """The doctor's key never exists whole: phone (keysplit's reference phone) and server
+    co-generate it, then co-sign the CSR's to-be-signed bytes; the channel issues for it."""
+    h = generate_hierarchy("sm2", "测试医院")
+    channel = BuiltinChannel("builtin-sm2", BuiltinCa("sm2-1", h.issuing, h.issuing_key,
+                                                      MemoryRepository(), chain=[h.root]))
+    enrollment = co_keygen()
+    public_key = enrollment.share.sm2_public_key()
+    pending = channel.prepare(EnrollmentRequest("doctor-signing", DOCTOR, public_key))
+    digest = public_key.digest(pending.to_be_signed)  # e = SM3(Z_A || M), what both sides sign
+    signature = cosign(enrollment, [digest]).signatures[0]
+    done = channel.complete(pending, signature)
+    assert done.certificate.public_key() == public_key
+    validate_path(done.certificate, trust_roots=[h.root], intermediates=[h.issuing])
