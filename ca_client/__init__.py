@@ -10,6 +10,9 @@
   kur, certConf, rr, genm; PBM or signature protection both ways) as a channel.
 - :mod:`ca_client.vendor_http`: a licensed third-party CA's HTTP+JSON interface (T/SHIA
   013-2024 shape, HMAC-SM3 signed requests) as a channel, fitted to each vendor by configuration.
+- :mod:`ca_client.trust`: the trust store (several roots, cross-certificates), path validation
+  on pyhanko-certvalidator with SM2 signatures verified by signcore, and revocation checking
+  (CRL and OCSP, cached, with a grace period and a hard-fail / soft-fail policy).
 
 Depends on ``signcore`` only; the appliance stores, wraps and serves.
 """
@@ -41,10 +44,24 @@ from ca_client.errors import (
     CaError,
     ChannelUnavailable,
     IssuerUnusable,
+    PathInvalid,
     RequestRejected,
     UnknownCertificate,
 )
 from ca_client.profiles import PROFILES, Profile, SubjectInfo, profile
+from ca_client.trust import (
+    CachedRevocation,
+    RevocationCache,
+    RevocationCheck,
+    RevocationMode,
+    RevocationPolicy,
+    RevocationStore,
+    SM2SignatureValidator,
+    TrustStore,
+    Usage,
+    ValidationResult,
+    validate,
+)
 from ca_client.vendor_http import VendorHttpChannel, VendorHttpConfig
 
 __all__ = [
@@ -57,6 +74,7 @@ __all__ = [
     "CaError",
     "CaRepository",
     "CaUrls",
+    "CachedRevocation",
     "Channel",
     "ChannelStatus",
     "ChannelUnavailable",
@@ -69,14 +87,25 @@ __all__ = [
     "IssuerUnusable",
     "MemoryRepository",
     "OcspResponder",
+    "PathInvalid",
     "PendingEnrollment",
     "Profile",
     "RequestRejected",
+    "RevocationCache",
+    "RevocationCheck",
+    "RevocationMode",
+    "RevocationPolicy",
+    "RevocationStore",
+    "SM2SignatureValidator",
     "SubjectInfo",
+    "TrustStore",
     "UnknownCertificate",
+    "Usage",
+    "ValidationResult",
     "VendorHttpChannel",
     "VendorHttpConfig",
     "enroll",
     "generate_hierarchy",
     "profile",
+    "validate",
 ]

@@ -5,6 +5,8 @@ retryable (a CA that is down or slow) and never affects certificates already iss
 
 from __future__ import annotations
 
+import datetime as dt
+
 
 class CaError(Exception):
     """Base class of every error ca_client raises on purpose."""
@@ -28,3 +30,24 @@ class IssuerUnusable(CaError):
 
 class ChannelUnavailable(CaError):
     """The CA channel did not answer or answered with a server error; try again later."""
+
+
+class PathInvalid(CaError):
+    """A certificate does not validate to a trust anchor (:mod:`ca_client.trust`).
+
+    ``reason`` says why, in one word: ``expired``, ``not-yet-valid``, ``revoked``, ``untrusted``
+    (no path to a trust anchor), ``bad-signature``, ``disallowed-algorithm``,
+    ``revocation-unknown`` (no usable CRL or OCSP answer under a hard-fail policy), ``usage``
+    (key usage or EKU) or ``invalid`` (anything else RFC 5280 refuses: CA flags, path length,
+    unknown critical extensions, ...).  ``subject`` is the certificate the reason is about when
+    known; a revocation also gives ``revoked_at`` and ``revocation_reason`` (a CRLReason name
+    such as ``key_compromise``)."""
+
+    def __init__(self, message: str, *, reason: str = "invalid", subject: str | None = None,
+                 revoked_at: dt.datetime | None = None,
+                 revocation_reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.subject = subject
+        self.revoked_at = revoked_at
+        self.revocation_reason = revocation_reason
