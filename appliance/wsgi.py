@@ -14,6 +14,7 @@ from appliance.api import applications as applications_api
 from appliance.api import audit as audit_api
 from appliance.api import auth, console, openapi, problems, system
 from appliance.api import ca as ca_api
+from appliance.api import seals as seals_api
 from appliance.api import signers as signers_api
 from appliance.api.access import AccessControl, Authenticator, BodyLimit, check_routes
 from appliance.config import Config
@@ -23,6 +24,7 @@ from appliance.services.audit import AuditLog
 from appliance.services.ca import CaService
 from appliance.services.channels import ChannelService
 from appliance.services.renewal import RenewalService
+from appliance.services.seals import SealService
 from appliance.services.signers import SignerService
 from appliance.storage import Database
 
@@ -79,6 +81,7 @@ def build(config: Config, *, database: Database | None = None,
         **ca_api.routes(ca, channels),
         **ca_api.channel_routes(channels),
         **ca_api.renewal_routes(RenewalService(db, ca, channels, config.ca, audit=audit)),
+        **seals_api.routes(SealService(db, holder, ca, audit=audit)),
     }
     # The OpenAPI document lists every route of the app, whoever added it (built on first GET).
     resources.update(openapi.routes(app, cookie_secure=config.security.cookie_secure))

@@ -1,0 +1,224 @@
+"""Seals with server-held keys: the hospital's (and departments') automatic signatures on
+batches of documents (tender: 医院印章、科室印章；后台批量盖章), as CMS now, as PDF seals with
+pdfsign later.
+
+A seal is a certificate of the ``organization-seal`` profile whose key the appliance holds
+(enrolled through the profile's active CA channel, ``appliance.services.channels``).  A
+request names the seal by its certificate id or takes the newest valid one; a renewed seal
+certificate is followed to its replacement, so integrators keep using the id they know.
+
+Threat model.  Applying a seal is the hospital's signature: only application credentials with
+the ``seal`` scope may (deny by default at the API); every batch is in the audit log (category
+``signature``) with the seal, the caller and every document's id and digest, so the evidence
+report can later prove what was sealed, when, by which system.  The key is unwrapped from the
+KEK only in memory.  Documents are hashed here (or, in digest mode, the caller's digest of the
+seal's hash algorithm is signed as a detached CMS message-digest); nothing of the content is
+stored.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import select
+
+from appliance.custody import KeyHolder
+from appliance.errors import Conflict, NotFound, ValidationFailed
+from appliance.services.admins import Actor, actor_label
+from appliance.services.ca import CaService, CertificateInfo, ServerKeyStore, certificate_info
+from appliance.storage import Database, schema
+from signcore import cms
+from signcore.hashes import HashAlgorithm, digest
+from signcore.x509 import Certificate
+
+C = schema.certificates
+SEAL_PROFILE = "organization-seal"
+MAX_DOCUMENTS = 100
+MAX_DOCUMENT_BYTES = 5 * 1024 * 1024
+FORMATS = ("cms-attached", "cms-detached")
+FLAVOURS = ("rfc5652", "gmt0010")
+AuditHook = Callable[[str, str, str, str, dict[str, Any]], object]
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Document:
+    """One document of a batch: its bytes, or (detached only) its digest."""
+
+    id: str
+    content: bytes | None = None
+    digest: bytes | None = None
+    digest_algorithm: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SealedDocument:
+    id: str
+    signature: bytes  # DER ContentInfo(SignedData)
+    digest: bytes
+    digest_algorithm: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "signature": base64.b64encode(self.signature).decode(),
+                "digest": self.digest.hex(), "digest_algorithm": self.digest_algorithm}
+
+
+class SealService:
+    def __init__(self, database: Database, key_holder: KeyHolder, ca: CaService, *,
+                 audit: AuditHook | None = None,
+                 clock: Callable[[], dt.datetime] = _now) -> None:
+        self._db, self._ca, self._audit, self._clock = database, ca, audit, clock
+        self._keys = ServerKeyStore(database, key_holder)
+
+    def seals(self) -> list[CertificateInfo]:
+        """The appliance-held seal certificates that can seal now, newest first."""
+        now = self._clock()
+        with self._db.engine.connect() as conn:
+            rows = conn.execute(select(C).where(
+                C.c.profile == SEAL_PROFILE, C.c.key_id.is_not(None), C.c.status == "active",
+                C.c.not_before <= now, C.c.not_after > now).order_by(C.c.id.desc())).all()
+        return [certificate_info(row) for row in rows]
+
+    def _resolve(self, seal_id: int | None) -> tuple[CertificateInfo, str]:
+        """The seal certificate to use (a replaced one followed to its replacement) and its
+        key id."""
+        if seal_id is None:
+            found = self.seals()
+            if not found:
+                raise Conflict("设备尚无可用的机构印章证书（POST /api/v1/ca/enrollments，"
+                               "profile organization-seal）")
+            seal_id = found[0].id
+        row = self._seal_row(seal_id)
+        for _ in range(16):  # renewal chains are short; a longer one would be a bug
+            if row.replaced_by is None:
+                break
+            row = self._seal_row(int(row.replaced_by))
+        info = certificate_info(row)
+        status = info.effective_status(self._clock())
+        if status != "active" or info.not_before > self._clock():
+            raise Conflict(f"印章证书 {info.id} 当前不可用（{status}）")
+        return info, str(row.key_id)
+
+    def _seal_row(self, seal_id: int) -> Any:
+        row = None
+        if 0 < seal_id < 2**63:
+            with self._db.engine.connect() as conn:
+                row = conn.execute(select(C).where(C.c.id == seal_id)).first()
+        if row is None or row.profile != SEAL_PROFILE or row.key_id is None:
+            raise NotFound(f"没有编号为 {seal_id} 的印章证书")
+        return row
+
+    def apply(self, actor: Actor, documents: Sequence[Document], *, seal_id: int | None = None,
+              detached: bool = True, flavour: str = "rfc5652") -> tuple[CertificateInfo,
+                                                                        list[SealedDocument]]:
+        """Seal every document; all or nothing (a bad document refuses the batch)."""
+        if not 0 < len(documents) <= MAX_DOCUMENTS:
+            raise ValidationFailed(f"documents: 1 to {MAX_DOCUMENTS} per request")
+        if len({d.id for d in documents}) != len(documents):
+            raise ValidationFailed("documents: ids must be unique within a request")
+        if flavour not in FLAVOURS:
+            raise ValidationFailed(f"flavour 应为 {', '.join(FLAVOURS)} 之一")
+        info, key_id = self._resolve(seal_id)
+        certificate = Certificate.from_stored(info.der)
+        hash_algorithm = (HashAlgorithm.SM3 if certificate.public_key().key_type.value == "sm2"
+                          else HashAlgorithm.SHA256)
+        for document in documents:
+            _check(document, detached=detached, hash_algorithm=hash_algorithm)
+        key = self._keys.load(key_id)
+        chain = self._chain(info)
+        results = []
+        for document in documents:
+            if document.content is not None:
+                signature = cms.sign(document.content, key, certificate, detached=detached,
+                                     flavor=flavour, extra_certificates=chain)
+                value = digest(hash_algorithm, document.content)
+            else:
+                assert document.digest is not None
+                signature = cms.sign_digest(document.digest, key, certificate, flavor=flavour,
+                                            extra_certificates=chain)
+                value = document.digest
+            results.append(SealedDocument(document.id, signature, value, hash_algorithm.value))
+        self._record(actor, info, results, detached=detached, flavour=flavour)
+        return info, results
+
+    def _chain(self, info: CertificateInfo) -> list[Certificate]:
+        """The CA certificates above a built-in CA's seal (external channels' chains are the
+        relying party's to find through AIA)."""
+        for authority in self._ca.authorities():
+            if authority.id == info.issuer_id:
+                return [authority.certificate, authority.root]
+        return []
+
+    def _record(self, actor: Actor, info: CertificateInfo, results: Sequence[SealedDocument], *,
+                detached: bool, flavour: str) -> None:
+        if self._audit is not None:
+            self._audit("signature", "seal.apply", actor_label(actor),
+                        f"{info.channel}/{info.serial_hex}",
+                        {"certificate_id": info.id, "count": len(results),
+                         "format": "cms-detached" if detached else "cms-attached",
+                         "flavour": flavour,
+                         "documents": [{"id": r.id, "digest": r.digest.hex(),
+                                        "digest_algorithm": r.digest_algorithm}
+                                       for r in results]})
+
+
+def _check(document: Document, *, detached: bool, hash_algorithm: HashAlgorithm) -> None:
+    where = f"document {document.id!r}"
+    if (document.content is None) == (document.digest is None):
+        raise ValidationFailed(f"{where}: give exactly one of content or digest")
+    if document.content is not None and len(document.content) > MAX_DOCUMENT_BYTES:
+        raise ValidationFailed(f"{where}: content over {MAX_DOCUMENT_BYTES} bytes")
+    if document.digest is not None:
+        if not detached:
+            raise ValidationFailed(f"{where}: a digest can only be sealed as cms-detached")
+        if document.digest_algorithm != hash_algorithm.value:
+            raise ValidationFailed(f"{where}: this seal signs {hash_algorithm.value} digests")
+        if len(document.digest) != hash_algorithm.digest_size:
+            raise ValidationFailed(f"{where}: a {hash_algorithm.value} digest is "
+                                   f"{hash_algorithm.digest_size} bytes")
+
+
+def documents_from_json(items: Any) -> list[Document]:
+    """The ``documents`` array of a request: [{id, content (base64)} | {id, digest (hex),
+    digest_algorithm}]."""
+    if not isinstance(items, list):
+        raise ValidationFailed("documents must be an array")
+    found = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or set(item) - {"id", "content", "digest",
+                                                      "digest_algorithm"}:
+            raise ValidationFailed(f"documents[{index}]: an object with id and content, or id, "
+                                   f"digest and digest_algorithm")
+        doc_id = item.get("id")
+        if not isinstance(doc_id, str) or not 0 < len(doc_id) <= 64 or not doc_id.isprintable():
+            raise ValidationFailed(f"documents[{index}].id: 1 to 64 printable characters")
+        found.append(Document(doc_id, *_payload(item, index)))
+    return found
+
+
+def _payload(item: Mapping[str, Any], index: int) -> tuple[bytes | None, bytes | None,
+                                                           str | None]:
+    content, digest_hex, algorithm = item.get("content"), item.get("digest"), \
+        item.get("digest_algorithm")
+    if content is not None:
+        if not isinstance(content, str) or len(content) > MAX_DOCUMENT_BYTES * 4 // 3 + 4:
+            raise ValidationFailed(f"documents[{index}].content: base64, at most "
+                                   f"{MAX_DOCUMENT_BYTES} bytes decoded")
+        try:
+            return base64.b64decode(content, validate=True), None, None
+        except ValueError:
+            raise ValidationFailed(f"documents[{index}].content is not base64") from None
+    if not isinstance(digest_hex, str) or not isinstance(algorithm, str) or \
+            len(digest_hex) > 128:
+        raise ValidationFailed(f"documents[{index}]: content, or digest with digest_algorithm")
+    try:
+        return None, bytes.fromhex(digest_hex), algorithm.lower()
+    except ValueError:
+        raise ValidationFailed(f"documents[{index}].digest is not hex") from None
