@@ -72,6 +72,14 @@ class CaConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class TsaConfig:
+    ntp_servers: str = ""  # "host[:port], ...": the TSA issues only while its clock agrees
+    max_offset_ms: int = 1000
+    accuracy_ms: int = 1000  # the accuracy each time stamp states
+    policy_oid: str = "2.999.16.1"  # the example arc: set the hospital's own TSA policy OID
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     data_dir: str = "var/data"
     server: ServerConfig = dataclasses.field(default_factory=ServerConfig)
@@ -80,6 +88,7 @@ class Config:
     security: SecurityConfig = dataclasses.field(default_factory=SecurityConfig)
     audit: AuditConfig = dataclasses.field(default_factory=AuditConfig)
     ca: CaConfig = dataclasses.field(default_factory=CaConfig)
+    tsa: TsaConfig = dataclasses.field(default_factory=TsaConfig)
 
     @property
     def database_url(self) -> str:
@@ -99,6 +108,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "security": SecurityConfig,
     "audit": AuditConfig,
     "ca": CaConfig,
+    "tsa": TsaConfig,
 }
 
 

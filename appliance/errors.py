@@ -62,3 +62,9 @@ class CaChannelDown(ApplianceError):
     """A CA channel did not answer; nothing was issued.  Retry later."""
 
     code, status, title = "ca-channel-unavailable", 503, "CA 通道暂不可用，请稍后重试"
+
+
+class ClockUnsynchronized(ApplianceError):
+    """The TSA does not issue while the appliance's clock is not known to be right."""
+
+    code, status, title = "clock-unsynchronized", 503, "设备时钟未同步，时间戳服务暂停"

@@ -16,6 +16,7 @@ from appliance.api import auth, console, openapi, problems, system
 from appliance.api import ca as ca_api
 from appliance.api import seals as seals_api
 from appliance.api import signers as signers_api
+from appliance.api import tsa as tsa_api
 from appliance.api.access import AccessControl, Authenticator, BodyLimit, check_routes
 from appliance.config import Config
 from appliance.custody import KekStore, KeyHolder
@@ -26,6 +27,7 @@ from appliance.services.channels import ChannelService
 from appliance.services.renewal import RenewalService
 from appliance.services.seals import SealService
 from appliance.services.signers import SignerService
+from appliance.services.tsa import TsaService
 from appliance.storage import Database
 
 LOG = logging.getLogger("medsign")
@@ -82,6 +84,7 @@ def build(config: Config, *, database: Database | None = None,
         **ca_api.channel_routes(channels),
         **ca_api.renewal_routes(RenewalService(db, ca, channels, config.ca, audit=audit)),
         **seals_api.routes(SealService(db, holder, ca, audit=audit)),
+        **tsa_api.routes(TsaService(db, holder, ca, config.tsa, audit=audit)),
     }
     # The OpenAPI document lists every route of the app, whoever added it (built on first GET).
     resources.update(openapi.routes(app, cookie_secure=config.security.cookie_secure))

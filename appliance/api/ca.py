@@ -94,7 +94,7 @@ def _actor(req: falcon.Request) -> Actor:
     return principal
 
 
-def _read_limited(req: falcon.Request, limit: int) -> bytes:
+def read_limited(req: falcon.Request, limit: int) -> bytes:
     if req.content_length is not None and req.content_length > limit:
         raise PayloadTooLarge(f"at most {limit} bytes")
     data: bytes = req.bounded_stream.read(limit + 1)
@@ -165,7 +165,7 @@ class OcspResource:
         if req.content_type is None or not req.content_type.startswith(
                 "application/ocsp-request"):
             raise falcon.HTTPUnsupportedMediaType(description="send application/ocsp-request")
-        resp.data = self._service.ocsp(_read_limited(req, MAX_OCSP_REQUEST))
+        resp.data = self._service.ocsp(read_limited(req, MAX_OCSP_REQUEST))
         resp.content_type = "application/ocsp-response"
         resp.cache_control = ["no-store"]  # every answer is signed fresh, with the nonce
 

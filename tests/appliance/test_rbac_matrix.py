@@ -63,6 +63,9 @@ PUBLIC_OPERATIONS = {
     ("GET", "/crl/{name}"),
     ("GET", "/ca/{name}"),
     ("POST", "/ocsp"),
+    # RFC 3161 clients cannot sign their requests (the hospital's network protects /tsa).
+    ("POST", "/tsa"),
+    ("POST", "/tsa/{algorithm}"),
 }
 # The audit administrator's own session and identity (besides audit reads).
 OWN_SESSION_OPERATIONS = {

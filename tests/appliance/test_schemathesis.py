@@ -56,10 +56,10 @@ CHECKS = [
 ]
 
 
-@schemathesis.serializer("application/ocsp-request")
+@schemathesis.serializer("application/ocsp-request", "application/timestamp-query")
 def _ocsp_request(_ctx: Any, value: Any) -> bytes:
-    """The OCSP responder's body (binary DER): whatever was generated, as bytes -- the
-    responder must answer anything with an OCSP response, never a 5xx."""
+    """The OCSP responder's and the TSA's body (binary DER): whatever was generated, as bytes
+    -- they must answer anything with an OCSP or RFC 3161 response, never a 5xx."""
     return value if isinstance(value, bytes) else str(value).encode()
 
 
