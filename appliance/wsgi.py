@@ -17,6 +17,7 @@ from appliance.api import ca as ca_api
 from appliance.api import seals as seals_api
 from appliance.api import signers as signers_api
 from appliance.api import tsa as tsa_api
+from appliance.api import verify as verify_api
 from appliance.api.access import AccessControl, Authenticator, BodyLimit, check_routes
 from appliance.config import Config
 from appliance.custody import KekStore, KeyHolder
@@ -28,6 +29,7 @@ from appliance.services.renewal import RenewalService
 from appliance.services.seals import SealService
 from appliance.services.signers import SignerService
 from appliance.services.tsa import TsaService
+from appliance.services.verification import VerificationService
 from appliance.storage import Database
 
 LOG = logging.getLogger("medsign")
@@ -85,6 +87,7 @@ def build(config: Config, *, database: Database | None = None,
         **ca_api.renewal_routes(RenewalService(db, ca, channels, config.ca, audit=audit)),
         **seals_api.routes(SealService(db, holder, ca, audit=audit)),
         **tsa_api.routes(TsaService(db, holder, ca, config.tsa, audit=audit)),
+        **verify_api.routes(VerificationService(ca)),
     }
     # The OpenAPI document lists every route of the app, whoever added it (built on first GET).
     resources.update(openapi.routes(app, cookie_secure=config.security.cookie_secure))

@@ -423,6 +423,8 @@ class RevocationCheck:
     #: Set when the data lists the certificate as revoked after the validation time ``at``.
     revoked_at: dt.datetime | None = None
     revocation_reason: str | None = None
+    #: The delta CRL used with ``data`` when that CRL names one (freshestCRL), DER.
+    delta: bytes | None = None
 
     @property
     def checked(self) -> bool:
@@ -532,7 +534,7 @@ def _key_hash(issuer: Certificate) -> str:
     return hashlib.sha1(bytes(info["public_key"]), usedforsecurity=False).hexdigest()
 
 
-_WHAT = {"crl": "CRL", "ocsp": "OCSP response"}
+_WHAT = {"crl": "CRL", "delta": "delta CRL", "ocsp": "OCSP response"}
 
 
 def _when(value: dt.datetime) -> str:
@@ -590,12 +592,18 @@ class RevocationCache:
     def offer_crl(self, url: str, der: bytes, *, issuer: Certificate) -> CachedRevocation:
         """Add a CRL obtained some other way (verified like a fetched one; ValueError if it is
         not acceptable).  Returns what the cache now holds for ``url``: the CRL offered, or the
-        newer one already cached (an older CRL never replaces a newer one)."""
-        entry = self._accept_crl(f"{url}#{_key_hash(issuer)}", url, der, issuer, self.now())
+        newer one already cached (an older CRL never replaces a newer one).  A delta CRL is
+        kept as such, for the full CRLs that name ``url`` as their freshest CRL."""
+        key = f"{url}#{_key_hash(issuer)}"
+        try:
+            delta = load_crl(der).delta_crl_indicator is not None
+        except (SigncoreError, ValueError) as exc:
+            raise _RefusedError(f"the CRL from {url} does not decode: {exc}") from None
+        entry = self._accept_crl(key, url, der, issuer, self.now(), delta=delta)
         try:
             return self._keep(entry)
         except _RefusedError:
-            held = self.get("crl", entry.key)
+            held = self.get(entry.kind, entry.key)
             assert held is not None
             return held
 
@@ -674,8 +682,10 @@ class RevocationCache:
         for kind, url in sources:
             outcome = self._obtain(kind, url, certificate, issuer, now)
             if outcome.fresh is not None:
-                return _check_of(certificate, outcome.fresh, outcome.source or "cache",
-                                 tuple(problems))
+                found = _check_of(certificate, outcome.fresh, outcome.source or "cache",
+                                  tuple(problems))
+                return self._with_delta(found, certificate, issuer, now) if kind == "crl" \
+                    else found
             if outcome.problem:
                 problems.append(outcome.problem)
             if outcome.cached is not None and now <= outcome.cached.expires + grace:
@@ -691,11 +701,11 @@ class RevocationCache:
 
     def _obtain(self, kind: str, url: str, certificate: Certificate, issuer: Certificate,
                 now: dt.datetime) -> _Outcome:
-        if kind == "crl":
+        if kind in ("crl", "delta"):
             key = f"{url}#{_key_hash(issuer)}"
 
             def accept(der: bytes) -> CachedRevocation:
-                return self._accept_crl(key, url, der, issuer, now)
+                return self._accept_crl(key, url, der, issuer, now, delta=kind == "delta")
 
             def fetch() -> CachedRevocation:
                 return accept(self._http("GET", url, None, self.max_crl_bytes))
@@ -725,7 +735,7 @@ class RevocationCache:
             self._failed(url, now, str(exc))
             return _Outcome(cached=cached, problem=str(exc))
         except _RefusedError as exc:
-            if kind == "crl":  # one CRL per URL; an OCSP refusal is about one certificate
+            if kind != "ocsp":  # one CRL per URL; an OCSP refusal is about one certificate
                 self._failed(url, now, str(exc))
             else:
                 logger.warning("revocation: %s", exc)
@@ -735,6 +745,32 @@ class RevocationCache:
         problem = f"{url} served a {_WHAT[kind]} past its nextUpdate {_when(kept.expires)}"
         self._failed(url, now, problem)
         return _Outcome(cached=kept, problem=problem)
+
+    def _with_delta(self, found: RevocationCheck, certificate: Certificate,
+                    issuer: Certificate, now: dt.datetime) -> RevocationCheck:
+        """A full CRL that names delta CRLs (freshestCRL) is only complete with one: add the
+        first fresh delta whose base this CRL covers (RFC 5280 5.2.4); none -- the check stays
+        without, and the validator says the revocation status is undetermined."""
+        assert found.data is not None
+        full = load_crl(found.data)
+        points = full.asn1.freshest_crl_value
+        urls = [name.native for point in (points or [])
+                for name in (point["distribution_point"].chosen
+                             if point["distribution_point"].name == "full_name" else [])
+                if name.name == "uniform_resource_identifier"][:MAX_URLS]
+        problems = list(found.problems)
+        for url in urls:
+            outcome = self._obtain("delta", url, certificate, issuer, now)
+            entry = outcome.fresh
+            if entry is None:
+                problems.append(outcome.problem or f"no fresh delta CRL from {url}")
+                continue
+            base = load_crl(entry.der).delta_crl_indicator
+            if base is None or full.crl_number is None or base > full.crl_number:
+                problems.append(f"the delta CRL from {url} is for a newer base CRL")
+                continue
+            return dataclasses.replace(found, delta=entry.der, problems=tuple(problems))
+        return dataclasses.replace(found, problems=tuple(problems))
 
     def _backing_off(self, url: str, now: dt.datetime) -> str | None:
         with self._lock:
@@ -765,7 +801,7 @@ class RevocationCache:
             raise _RefusedError(f"the {kind} from {url} has nextUpdate before thisUpdate")
 
     def _accept_crl(self, key: str, url: str, der: bytes, issuer: Certificate,
-                    now: dt.datetime) -> CachedRevocation:
+                    now: dt.datetime, *, delta: bool = False) -> CachedRevocation:
         try:
             crl = load_crl(der)
         except (SigncoreError, ValueError) as exc:
@@ -774,15 +810,16 @@ class RevocationCache:
             raise _RefusedError(f"the CRL from {url} was issued by {crl.issuer!r}, not by the "
                                 f"certificate's issuer {issuer.subject!r} (indirect CRLs are not "
                                 f"supported)")
-        if crl.delta_crl_indicator is not None:
-            raise _RefusedError(f"{url} served a delta CRL where a full CRL was expected")
+        if (crl.delta_crl_indicator is not None) != delta:
+            expected, got = ("delta", "full") if delta else ("full", "delta")
+            raise _RefusedError(f"{url} served a {got} CRL where a {expected} CRL was expected")
         try:
             crl.verify_signature(issuer.public_key())
         except (SigncoreError, ValueError):
             raise _RefusedError(f"the CRL from {url} is not signed by {issuer.subject!r}") from None
         self._check_times("CRL", url, crl.this_update, crl.next_update, now)
-        return CachedRevocation("crl", key, url, crl.der, crl.this_update, crl.next_update,
-                                crl.crl_number)
+        return CachedRevocation("delta" if delta else "crl", key, url, crl.der, crl.this_update,
+                                crl.next_update, crl.crl_number)
 
     def _accept_ocsp(self, key: str, url: str, der: bytes, *, cert_id: ocsp.CertId,
                      issuer: Certificate, now: dt.datetime,
@@ -897,8 +934,9 @@ class _Inputs:
         data = [c for c in checks if c.checked and c.data is not None]
         manager = RevinfoManager(
             certificate_registry=registry, poe_manager=POEManager(),
-            crls=[CRLContainer(asn1_crl.CertificateList.load(c.data))
-                  for c in data if c.method == "crl"],
+            crls=[CRLContainer(asn1_crl.CertificateList.load(der))
+                  for c in data if c.method == "crl"
+                  for der in (c.data, c.delta) if der is not None],
             ocsps=[container for c in data if c.method == "ocsp"
                    for container in OCSPContainer.load_multi(
                        asn1_ocsp.OCSPResponse.load(c.data))],
@@ -1053,8 +1091,11 @@ def _listed_revoked(check: RevocationCheck) -> tuple[dt.datetime, str] | None:
     serial = check.certificate.serial_number
     try:
         if check.method == "crl":
-            entry = load_crl(check.data).is_revoked(serial)
-            return (entry.revocation_date, entry.reason or "unspecified") if entry else None
+            for der in (check.data, check.delta):
+                entry = load_crl(der).is_revoked(serial) if der is not None else None
+                if entry is not None:
+                    return entry.revocation_date, entry.reason or "unspecified"
+            return None
         for single in ocsp.load_response(check.data).responses:
             if single.status is ocsp.CertStatus.REVOKED and \
                     single.cert_id.serial_number == serial and single.revocation_time:
