@@ -6,7 +6,9 @@ from __future__ import annotations
 import http.client
 import re
 import socket
+import ssl
 import time
+from dataclasses import dataclass
 
 from ca_client.errors import ChannelUnavailable
 from signcore.errors import SigncoreError
@@ -44,6 +46,43 @@ def read_bounded(sock: socket.socket, response: http.client.HTTPResponse, *, dea
         size += len(chunk)
         if size > limit:
             raise ChannelUnavailable(f"{where} sent an answer over {limit} bytes")
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+
+def exchange(connection: http.client.HTTPConnection, method: str, target: str, *,
+             body: bytes | None, headers: dict[str, str], connect_timeout: float,
+             read_timeout: float, limit: int, where: str) -> Answer:
+    """One HTTP exchange on a fresh connection (closed afterwards): connect within
+    ``connect_timeout`` (set on the connection), the whole answer within ``read_timeout``, at
+    most ``limit`` bytes.  Every failure is a :class:`ChannelUnavailable` naming ``where``."""
+    try:
+        connection.connect()
+        deadline = time.monotonic() + read_timeout
+        sock = connection.sock  # kept: getresponse() may hand it over to the response
+        assert sock is not None
+        sock.settimeout(read_timeout)
+        connection.request(method, target, body=body, headers=headers)
+        response = connection.getresponse()
+        raw = read_bounded(sock, response, deadline=deadline, limit=limit, where=where)
+        return Answer(response.status, response.msg, raw)
+    except TimeoutError:
+        raise ChannelUnavailable(f"{where} did not answer in time (connect "
+                                 f"{connect_timeout:g} s, read {read_timeout:g} s)") from None
+    except ConnectionRefusedError:
+        raise ChannelUnavailable(f"{where} refused the connection") from None
+    except ssl.SSLError as exc:
+        raise ChannelUnavailable(f"{where}: TLS failed: {clean(str(exc))}") from None
+    except (OSError, http.client.HTTPException) as exc:
+        raise ChannelUnavailable(f"{where}: {type(exc).__name__}: "
+                                 f"{clean(str(exc)) or 'connection failed'}") from None
+    finally:
+        connection.close()
 
 
 def signed_by(certificate: Certificate, issuer: Certificate) -> bool:

@@ -68,7 +68,6 @@ import http.client
 import re
 import secrets
 import ssl
-import time
 import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -76,7 +75,7 @@ from typing import Any, ClassVar, NoReturn
 
 from asn1crypto import algos, core, crl, csr, keys, x509
 
-from ca_client._common import clean, ordered_chain, read_bounded
+from ca_client._common import clean, exchange, ordered_chain
 from ca_client.builtin import REVOCATION_REASONS, CaUrls
 from ca_client.channel import ChannelStatus, Enrollment, EnrollmentRequest, PendingEnrollment
 from ca_client.errors import AlreadyRevoked, ChannelUnavailable, RequestRejected
@@ -923,33 +922,13 @@ class CmpChannel:
         else:
             connection = http.client.HTTPConnection(self._host, self._port,
                                                     timeout=config.connect_timeout)
-        try:
-            connection.connect()
-            deadline = time.monotonic() + config.read_timeout
-            sock = connection.sock  # kept: getresponse() may hand it over to the response
-            assert sock is not None
-            sock.settimeout(config.read_timeout)
-            connection.request("POST", self._path, body=body, headers={
-                "Content-Type": MEDIA_TYPE, "Accept": MEDIA_TYPE,
-                "User-Agent": "medsign-ca-client", "Connection": "close"})
-            response = connection.getresponse()
-            raw = read_bounded(sock, response, deadline=deadline,
-                               limit=self.config.max_response_bytes, where=where)
-            status = response.status
-            media = (response.getheader("Content-Type") or "").split(";")[0].strip().lower()
-        except TimeoutError:
-            raise ChannelUnavailable(f"{where} did not answer in time (connect "
-                                     f"{config.connect_timeout:g} s, read "
-                                     f"{config.read_timeout:g} s)") from None
-        except ConnectionRefusedError:
-            raise ChannelUnavailable(f"{where} refused the connection") from None
-        except ssl.SSLError as exc:
-            raise ChannelUnavailable(f"{where}: TLS failed: {clean(str(exc))}") from None
-        except (OSError, http.client.HTTPException) as exc:
-            raise ChannelUnavailable(f"{where}: {type(exc).__name__}: "
-                                     f"{clean(str(exc)) or 'connection failed'}") from None
-        finally:
-            connection.close()
+        answer = exchange(connection, "POST", self._path, body=body, headers={
+            "Content-Type": MEDIA_TYPE, "Accept": MEDIA_TYPE,
+            "User-Agent": "medsign-ca-client", "Connection": "close"},
+            connect_timeout=config.connect_timeout, read_timeout=config.read_timeout,
+            limit=config.max_response_bytes, where=where)
+        raw, status = answer.body, answer.status
+        media = (answer.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if media == MEDIA_TYPE and raw:
             return raw  # a CMP answer, error messages included, whatever the HTTP status
         if 300 <= status < 400:

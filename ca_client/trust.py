@@ -100,7 +100,6 @@ import http.client
 import logging
 import ssl
 import threading
-import time
 import urllib.parse
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterable, Sequence
@@ -147,7 +146,7 @@ from pyhanko_certvalidator.sig_validate import (
 )
 from pyhanko_certvalidator.validate import async_validate_path, validate_usage
 
-from ca_client._common import clean, read_bounded
+from ca_client._common import clean, exchange
 from ca_client.errors import ChannelUnavailable, PathInvalid
 from signcore import ocsp
 from signcore.algorithms import (
@@ -871,30 +870,12 @@ class RevocationCache:
             headers.update({"Content-Type": "application/ocsp-request",
                             "Accept": "application/ocsp-response"})
         try:
-            connection.connect()
-            deadline = time.monotonic() + self.read_timeout
-            sock = connection.sock  # kept: getresponse() may hand it over to the response
-            assert sock is not None
-            sock.settimeout(self.read_timeout)
-            connection.request(method, target, body=body, headers=headers)
-            response = connection.getresponse()
-            raw = read_bounded(sock, response, deadline=deadline, limit=limit, where=where)
-            status = response.status
-        except TimeoutError:
-            raise _FetchError(f"{where} did not answer in time (connect "
-                               f"{self.connect_timeout:g} s, read {self.read_timeout:g} s)"
-                               ) from None
-        except ConnectionRefusedError:
-            raise _FetchError(f"{where} refused the connection") from None
+            answer = exchange(connection, method, target, body=body, headers=headers,
+                              connect_timeout=self.connect_timeout,
+                              read_timeout=self.read_timeout, limit=limit, where=where)
         except ChannelUnavailable as exc:
             raise _FetchError(str(exc)) from None
-        except ssl.SSLError as exc:
-            raise _FetchError(f"{where}: TLS failed: {clean(str(exc))}") from None
-        except (OSError, http.client.HTTPException) as exc:
-            raise _FetchError(f"{where}: {type(exc).__name__}: "
-                               f"{clean(str(exc)) or 'connection failed'}") from None
-        finally:
-            connection.close()
+        status, raw = answer.status, answer.body
         if status != 200:
             raise _FetchError(f"{where} answered HTTP {status}")
         return raw

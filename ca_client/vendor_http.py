@@ -88,7 +88,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from ca_client._common import clean, ordered_chain, read_bounded
+from ca_client._common import clean, exchange, ordered_chain
 from ca_client.builtin import REVOCATION_REASONS
 from ca_client.channel import (
     ChannelStatus,
@@ -495,30 +495,11 @@ class VendorHttpChannel:
             connection = http.client.HTTPConnection(self._host, self._port,
                                                     timeout=config.connect_timeout)
         where = f"vendor CA {self.name} ({config.base_url})"
-        try:
-            connection.connect()
-            deadline = time.monotonic() + config.read_timeout
-            sock = connection.sock  # kept: getresponse() may hand it over to the response
-            assert sock is not None
-            sock.settimeout(config.read_timeout)
-            connection.request(method, path, body=body, headers=headers)
-            response = connection.getresponse()
-            raw = read_bounded(sock, response, deadline=deadline,
-                               limit=self.config.max_response_bytes, where=where)
-            return response.status, response.getheader(config.signature_header), raw
-        except TimeoutError:
-            raise ChannelUnavailable(f"{where} did not answer in time (connect "
-                                     f"{config.connect_timeout:g} s, read "
-                                     f"{config.read_timeout:g} s)") from None
-        except ConnectionRefusedError:
-            raise ChannelUnavailable(f"{where} refused the connection") from None
-        except ssl.SSLError as exc:
-            raise ChannelUnavailable(f"{where}: TLS failed: {clean(str(exc))}") from None
-        except (OSError, http.client.HTTPException) as exc:
-            raise ChannelUnavailable(f"{where}: {type(exc).__name__}: "
-                                     f"{clean(str(exc)) or 'connection failed'}") from None
-        finally:
-            connection.close()
+        answer = exchange(connection, method, path, body=body, headers=headers,
+                          connect_timeout=config.connect_timeout,
+                          read_timeout=config.read_timeout, limit=config.max_response_bytes,
+                          where=where)
+        return answer.status, answer.headers.get(config.signature_header), answer.body
 
     def _check_answer_signature(self, status: int, path: str, nonce: str, raw: bytes,
                                 signature: str | None) -> None:
