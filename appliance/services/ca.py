@@ -30,6 +30,8 @@ from sqlalchemy.exc import IntegrityError
 
 from appliance.custody import KeyHolder, Keyring
 from appliance.errors import Conflict, NotFound, ValidationFailed
+from appliance.services._time import aware as _aware
+from appliance.services._time import utc_now as _now
 from appliance.services.admins import Actor, actor_label, require_manager
 from appliance.storage import Database, schema
 from ca_client import (
@@ -64,14 +66,6 @@ MAX_PAGE = 500
 MAX_ID = 2**63 - 1  # BIGINT: larger ids cannot exist (and would overflow the driver)
 AuditHook = Callable[[str, str, str, str, dict[str, Any]], object]
 Clock = Callable[[], dt.datetime]
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0)
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def _key_context(key_id: str) -> bytes:

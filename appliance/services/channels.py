@@ -36,6 +36,7 @@ from sqlalchemy.exc import IntegrityError
 
 from appliance.custody import KeyHolder
 from appliance.errors import CaChannelDown, Conflict, NotFound, ValidationFailed
+from appliance.services._time import utc_now as _now
 from appliance.services.admins import Actor, actor_label, require_manager
 from appliance.services.ca import CaService, CertificateInfo, ServerKeyStore
 from appliance.storage import Database, schema
@@ -71,10 +72,6 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _CMP_SETTINGS = {"url", "reference", "sender", "recipient", "initial_body", "pbm_iterations",
                  "connect_timeout", "read_timeout", "server_certificate_pem"}
 AuditHook = Callable[[str, str, str, str, dict[str, Any]], object]
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
 def _secret_context(name: str) -> bytes:

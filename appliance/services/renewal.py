@@ -30,6 +30,8 @@ from sqlalchemy import select, update
 
 from appliance.config import CaConfig
 from appliance.errors import ApplianceError
+from appliance.services._time import aware as _aware
+from appliance.services._time import utc_now as _now
 from appliance.services.admins import Actor, actor_label
 from appliance.services.ca import CaService, CertificateInfo, certificate_info
 from appliance.services.channels import KEY_SPECS, ChannelService
@@ -40,14 +42,6 @@ from signcore.x509 import Certificate
 C = schema.certificates
 URGENT = dt.timedelta(days=7)  # un-renewed this close to expiry: the report says so
 AuditHook = Callable[[str, str, str, str, dict[str, Any]], object]
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0)
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,6 +28,7 @@ from sqlalchemy import select
 
 from appliance.custody import KeyHolder
 from appliance.errors import Conflict, NotFound, ValidationFailed
+from appliance.services._time import utc_now as _now
 from appliance.services.admins import Actor, actor_label
 from appliance.services.ca import CaService, CertificateInfo, ServerKeyStore, certificate_info
 from appliance.storage import Database, schema
@@ -42,10 +43,6 @@ MAX_DOCUMENT_BYTES = 5 * 1024 * 1024
 FORMATS = ("cms-attached", "cms-detached")
 FLAVOURS = ("rfc5652", "gmt0010")
 AuditHook = Callable[[str, str, str, str, dict[str, Any]], object]
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
 @dataclasses.dataclass(frozen=True)
