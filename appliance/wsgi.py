@@ -74,6 +74,7 @@ def build(config: Config, *, database: Database | None = None,
     problems.install(app)
     ca = CaService(db, holder, public_url=config.server.public_url, audit=audit)
     channels = ChannelService(db, holder, ca, audit=audit)
+    tsa = TsaService(db, holder, ca, config.tsa, audit=audit)
     resources: dict[str, Any] = {
         **system.routes(db, holder, metrics),
         **console.routes(admins, auth.SessionCookie(config.security.cookie_secure)),
@@ -85,8 +86,8 @@ def build(config: Config, *, database: Database | None = None,
         **ca_api.routes(ca, channels),
         **ca_api.channel_routes(channels),
         **ca_api.renewal_routes(RenewalService(db, ca, channels, config.ca, audit=audit)),
-        **seals_api.routes(SealService(db, holder, ca, audit=audit)),
-        **tsa_api.routes(TsaService(db, holder, ca, config.tsa, audit=audit)),
+        **seals_api.routes(SealService(db, holder, ca, tsa=tsa, audit=audit)),
+        **tsa_api.routes(tsa),
         **verify_api.routes(VerificationService(ca)),
     }
     # The OpenAPI document lists every route of the app, whoever added it (built on first GET).

@@ -58,9 +58,12 @@ __all__ = [
     "CMSFlavor",
     "CMSVerification",
     "SignerResult",
+    "add_signature_timestamp",
     "load_signed_data",
     "sign",
     "sign_digest",
+    "signature_timestamp_token",
+    "signature_value",
     "to_pem",
     "verify",
 ]
@@ -273,6 +276,45 @@ def load_signed_data(data: bytes) -> tuple[CMSFlavor, cms.SignedData]:
     if not isinstance(signed_data, cms.SignedData):
         raise DecodeError("SignedData content missing")
     return flavor, signed_data
+
+
+def signature_value(data: bytes, index: int = 0) -> bytes:
+    """The signature of SignerInfo ``index``: what an RFC 3161 signature time stamp covers
+    (RFC 3161 appendix A: the messageImprint is a hash of this value)."""
+    _flavor, signed_data = load_signed_data(data)
+    infos = signed_data["signer_infos"]
+    if not 0 <= index < len(infos):
+        raise DecodeError(f"no SignerInfo {index}")
+    return bytes(infos[index]["signature"].native)
+
+
+def add_signature_timestamp(data: bytes, token: bytes, index: int = 0) -> bytes:
+    """The CMS with ``token`` (a time-stamp token over :func:`signature_value`) added as the
+    unsigned attribute id-aa-signatureTimeStampToken of SignerInfo ``index``.  Nothing signed
+    changes: the signature and the signed attributes keep their bytes."""
+    flavor, signed_data = load_signed_data(data)
+    infos = signed_data["signer_infos"]
+    if not 0 <= index < len(infos):
+        raise DecodeError(f"no SignerInfo {index}")
+    stamp = load(cms.ContentInfo, token, "time-stamp token")
+    info = infos[index]
+    kept = [a for a in (info["unsigned_attrs"] or [])
+            if a["type"].native != "signature_time_stamp_token"]
+    info["unsigned_attrs"] = cms.CMSAttributes(
+        [*kept, _attribute("signature_time_stamp_token", stamp)])
+    return bytes(cms.ContentInfo({"content_type": flavor.signed_data_oid,
+                                  "content": signed_data}).dump(force=False))
+
+
+def signature_timestamp_token(unsigned_attributes: cms.CMSAttributes | None) -> bytes | None:
+    """The DER of the signature time-stamp token among a SignerInfo's unsigned attributes."""
+    for attribute in unsigned_attributes or []:
+        if attribute["type"].native == "signature_time_stamp_token":
+            values = attribute["values"]
+            if len(values) != 1:
+                raise DecodeError("a signature time-stamp attribute has exactly one token")
+            return bytes(values[0].dump())
+    return None
 
 
 def _embedded_certificates(signed_data: cms.SignedData) -> list[Certificate]:

@@ -59,6 +59,8 @@ class Seal:
                          "description": "the seal certificate's id (default: the newest)"},
                 "format": {"enum": list(FORMATS), "default": "cms-detached"},
                 "flavour": {"enum": list(FLAVOURS), "default": "rfc5652"},
+                "timestamp": {"type": "boolean", "default": False,
+                              "description": "add the appliance TSA's signature time stamp"},
                 "documents": {"type": "array", "minItems": 1, "maxItems": MAX_DOCUMENTS,
                               "items": _DOCUMENT},
             }}),
@@ -66,15 +68,19 @@ class Seal:
             "type": "object", "required": ["seal", "results"], "additionalProperties": False,
             "properties": {"seal": CERTIFICATE,
                            "results": {"type": "array", "items": _RESULT}}}),
-            "409": oa.problem("No usable seal certificate")},
+            "409": oa.problem("No usable seal certificate (or TSA certificate)"),
+            "503": oa.problem("A time stamp was asked for and the clock is not synchronized")},
     }}
 
     def __init__(self, service: SealService) -> None:
         self._service = service
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = json_body(req, allowed={"seal", "format", "flavour", "documents"},
+        body = json_body(req, allowed={"seal", "format", "flavour", "documents", "timestamp"},
                          required={"documents"})
+        timestamp = body.get("timestamp", False)
+        if not isinstance(timestamp, bool):
+            raise ValidationFailed("timestamp must be true or false")
         seal_id = body.get("seal")
         if seal_id is not None and (not isinstance(seal_id, int) or isinstance(seal_id, bool)
                                     or not 0 < seal_id < 2**63):
@@ -86,7 +92,7 @@ class Seal:
         info, results = self._service.apply(
             actor, documents_from_json(body.get("documents")), seal_id=seal_id,
             detached=fmt == "cms-detached", flavour=optional_str(body, "flavour", 16)
-            or "rfc5652")
+            or "rfc5652", timestamp=timestamp)
         resp.media = {"seal": info.to_json(), "results": [r.to_json() for r in results]}
 
 

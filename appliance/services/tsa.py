@@ -34,6 +34,7 @@ from appliance.services.timesync import ClockCheck, parse_sources
 from appliance.storage import Database, schema
 from signcore import tsp
 from signcore.errors import SigncoreError, UnsupportedAlgorithm
+from signcore.hashes import HashAlgorithm, digest
 from signcore.x509 import Certificate
 
 C = schema.certificates
@@ -90,6 +91,32 @@ class TsaService:
                          "hash": request.hash_algorithm.value, "time": when.isoformat(),
                          "certificate": f"{certificate.serial_number:x}"})
         return tsp.build_response(token)
+
+    def token_for(self, data: bytes) -> bytes:
+        """A time-stamp token over ``data`` for the appliance's own use (a signature time
+        stamp on a CMS it made): same clock check, the newest TSA certificate, its natural hash
+        (SM3 for SM2, SHA-256 for RSA)."""
+        status = self._check.status()
+        if not status.synchronized:
+            self._alert(status.detail)
+            raise ClockUnsynchronized(status.detail)
+        certificate, key = self._tsa(None)
+        hash_algorithm = (HashAlgorithm.SM3 if certificate.public_key().key_type.value == "sm2"
+                          else HashAlgorithm.SHA256)
+        serial = secrets.randbits(127) | 1
+        when = self._clock()
+        token = tsp.build_token(
+            hash_algorithm=hash_algorithm, message_imprint=digest(hash_algorithm, data),
+            signer=key, certificate=certificate, serial_number=serial,
+            policy=self._config.policy_oid, gen_time=when,
+            accuracy=dt.timedelta(milliseconds=self._config.accuracy_ms),
+            extra_certificates=[certificate])
+        if self._audit is not None:
+            self._audit("signature", "tsa.stamp", "tsa", f"{serial:x}",
+                        {"imprint": digest(hash_algorithm, data).hex(),
+                         "hash": hash_algorithm.value, "time": when.isoformat(),
+                         "certificate": f"{certificate.serial_number:x}", "internal": True})
+        return token
 
     def _tsa(self, algorithm: str | None) -> tuple[Certificate, Any]:
         now = self._clock()

@@ -2,8 +2,9 @@
 systems: integrity, the signer, the chain to the appliance's trust anchors, revocation at the
 time of the check, and the signer's claimed signing time.  The chain and revocation are checked
 as of now (a signing-time attribute is the signer's own claim, which a stolen key could
-backdate), or, for a raw signature, as of the time the caller states; trusted RFC 3161 time
-stamps in CMS signatures will move the check to the stamped time.
+backdate), or as of the time a trusted signature time stamp (RFC 3161 signatureTimeStampToken,
+verified against the appliance's anchors) proves, or, for a raw signature, as of the time the
+caller states.
 
 Trust anchors are the roots of the built-in CA's hierarchies (every generation) and their
 issuing CAs as intermediates; CA channels' roots join when they are configured as anchors (a
@@ -37,7 +38,7 @@ from ca_client.trust import (
     ValidationResult,
     validate,
 )
-from signcore import cms
+from signcore import cms, tsp
 from signcore.errors import InvalidSignature, SigncoreError
 from signcore.keys import PublicKey
 from signcore.x509 import Certificate, load_certificate
@@ -103,10 +104,13 @@ class VerificationService:
         for signer in checked.signers:
             certificate = signer.signer_certificate
             # The signing-time attribute is the signer's own claim: a compromised key could
-            # backdate it.  Until the signature carries a trusted time stamp, the chain and its
-            # revocation are checked as of now.
-            at = self._clock()
-            chain = (self.chain(certificate, None, checked.certificates)
+            # backdate it.  A trusted signature time stamp proves the time instead: then the
+            # chain and its revocation are checked as of the stamped time, else as of now.
+            stamp = self._timestamp(signer)
+            proven = dt.datetime.fromisoformat(stamp["time"]) if stamp and stamp["valid"] \
+                else None
+            at = proven or self._clock()
+            chain = (self.chain(certificate, proven, checked.certificates)
                      if certificate is not None else
                      ChainReport(False, (), "unknown", ("no signer certificate in the CMS",)))
             signers.append({
@@ -118,11 +122,32 @@ class VerificationService:
                 if signer.signature_algorithm else None,
                 "signing_time": signer.signing_time.isoformat() if signer.signing_time else None,
                 "checked_at": at.isoformat(),
+                "timestamp": stamp,
                 "chain": chain.to_json(),
             })
         return {"format": "cms", "flavour": checked.flavor.value, "detached": checked.detached,
                 "valid": bool(signers) and all(s["valid"] for s in signers),
                 "signers": signers}
+
+    def _timestamp(self, signer: cms.SignerResult) -> dict[str, Any] | None:
+        """The signature time stamp of a SignerInfo, verified against the appliance's anchors
+        (its TSA's chain is checked like any signer's, at the stamped time)."""
+        try:
+            token = cms.signature_timestamp_token(signer.unsigned_attributes)
+        except SigncoreError as exc:
+            return {"valid": False, "time": None, "tsa": None, "problems": [str(exc)]}
+        if token is None:
+            return None
+        authorities = self._ca.authorities()
+        try:
+            checked = tsp.verify_token(token, data=signer.signature,
+                                       trust_roots=[a.root for a in authorities],
+                                       intermediates=[a.certificate for a in authorities])
+        except SigncoreError as exc:
+            return {"valid": False, "time": None, "tsa": None, "problems": [str(exc)]}
+        return {"valid": checked.valid, "time": checked.info.gen_time.isoformat(),
+                "tsa": checked.tsa_certificate.subject if checked.tsa_certificate else None,
+                "problems": list(checked.problems)}
 
     def verify_raw(self, signature: bytes, content: bytes, certificate_pem: bytes,
                    at: dt.datetime | None) -> dict[str, Any]:
@@ -147,7 +172,7 @@ class VerificationService:
                              "signer": _certificate_json(certificate),
                              "signature_algorithm": key.default_signature_algorithm.value,
                              "signing_time": None, "checked_at": checked_at.isoformat(),
-                             "chain": chain.to_json()}]}
+                             "timestamp": None, "chain": chain.to_json()}]}
 
 
 def _certificate_json(certificate: Certificate | None) -> dict[str, Any] | None:

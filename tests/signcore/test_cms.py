@@ -901,3 +901,29 @@ def test_names_asn1crypto_cannot_prepare_are_problems_not_exceptions() -> None:
     assert trusted.valid, trusted.signers[0].problems
     assert trusted.signers[0].chain is not None
     assert trusted.signers[0].chain.root == hostile
+
+
+def test_signature_time_stamp_as_unsigned_attribute() -> None:
+    """RFC 3161 appendix A: a token over the signature value, added without touching
+    anything signed; the CMS still verifies and the token comes back out."""
+    from signcore import tsp  # noqa: PLC0415
+    from signcore.hashes import HashAlgorithm, digest  # noqa: PLC0415
+    from tests.support.pki import cached_pki  # noqa: PLC0415
+
+    pki = cached_pki("sm2")
+    signed = cms.sign(b"doc", pki.doctor_key, pki.doctor)
+    value = cms.signature_value(signed)
+    token = tsp.build_token(hash_algorithm=HashAlgorithm.SM3,
+                            message_imprint=digest(HashAlgorithm.SM3, value),
+                            signer=pki.tsa_key, certificate=pki.tsa, serial_number=7,
+                            policy="2.999.1")
+    stamped = cms.add_signature_timestamp(signed, token)
+    assert cms.signature_value(stamped) == value
+    result = cms.verify(stamped, trust_roots=[pki.root], intermediates=[pki.issuing])
+    assert result.valid
+    assert cms.signature_timestamp_token(result.signers[0].unsigned_attributes) == token
+    assert tsp.verify_token(token, data=value, trust_roots=[pki.root],
+                            intermediates=[pki.issuing]).valid
+    again = cms.add_signature_timestamp(stamped, token)  # replaces, never duplicates
+    attrs = cms.verify(again).signers[0].unsigned_attributes
+    assert attrs is not None and len(attrs) == 1

@@ -6,6 +6,7 @@ rejections for bad queries; over HTTP with the RFC 3161 media types."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -138,3 +139,35 @@ def test_over_http(database: Database, holder: KeyHolder, ntp: LoopbackProcess) 
     assert client.simulate_post("/tsa", body=request.der).status_code == 415
     assert client.simulate_post("/tsa/dsa", body=request.der, headers={
         "Content-Type": "application/timestamp-query"}).status_code == 404
+
+
+def test_sealed_with_a_time_stamp_stays_valid_after_revocation(
+        database: Database, holder: KeyHolder, ntp: LoopbackProcess) -> None:
+    """A seal whose signature carries the TSA's time stamp proves when it was made: revoking
+    the seal certificate afterwards does not invalidate it; without the stamp it would."""
+    from appliance.services.seals import Document, SealService  # noqa: PLC0415
+    from appliance.services.verification import VerificationService  # noqa: PLC0415
+    from tests.appliance.ca.test_seals import App  # noqa: PLC0415
+
+    assert ntp.port is not None
+    ca, tsa, _audit = _tsa(database, holder, ntp.port, "sm2")
+    channels = ChannelService(database, holder, ca)
+    seal = channels.enroll_server_key(Actor(), profile="organization-seal", subject=TSA,
+                                      algorithm="sm2")
+    seals = SealService(database, holder, ca, tsa=tsa)
+    _info, [stamped] = seals.apply(App(), [Document("emr", DOCUMENT)], detached=False,
+                                   timestamp=True)
+    _info, [plain] = seals.apply(App(), [Document("emr", DOCUMENT)], detached=False)
+    verify = VerificationService(ca)
+    result = verify.verify_cms(stamped.signature, None)
+    signer = result["signers"][0]
+    assert result["valid"] and signer["timestamp"]["valid"], signer
+    assert signer["checked_at"] == signer["timestamp"]["time"]
+    # Revocation times are whole seconds, rounded down: revoke in a later second than the
+    # stamp, as a real revocation would be.
+    time.sleep(1.1)
+    channels.revoke(Actor(), seal.id, "cessation_of_operation")
+    after = verify.verify_cms(stamped.signature, None)
+    assert after["valid"], after
+    assert not verify.verify_cms(plain.signature, None)["valid"]
+    assert verify.verify_cms(plain.signature, None)["signers"][0]["timestamp"] is None
