@@ -80,6 +80,12 @@ class TsaConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class VerifyConfig:
+    revocation: str = "soft"  # soft: unknown revocation is reported; hard: it fails the check
+    revocation_grace_hours: int = 24  # cached CRL/OCSP past nextUpdate bridges an outage
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     data_dir: str = "var/data"
     server: ServerConfig = dataclasses.field(default_factory=ServerConfig)
@@ -89,6 +95,7 @@ class Config:
     audit: AuditConfig = dataclasses.field(default_factory=AuditConfig)
     ca: CaConfig = dataclasses.field(default_factory=CaConfig)
     tsa: TsaConfig = dataclasses.field(default_factory=TsaConfig)
+    verify: VerifyConfig = dataclasses.field(default_factory=VerifyConfig)
 
     @property
     def database_url(self) -> str:
@@ -109,6 +116,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "audit": AuditConfig,
     "ca": CaConfig,
     "tsa": TsaConfig,
+    "verify": VerifyConfig,
 }
 
 

@@ -29,7 +29,7 @@ from appliance.services.renewal import RenewalService
 from appliance.services.seals import SealService
 from appliance.services.signers import SignerService
 from appliance.services.tsa import TsaService
-from appliance.services.verification import VerificationService
+from appliance.services.verification import VerificationService, revocation_policy
 from appliance.storage import Database
 
 LOG = logging.getLogger("medsign")
@@ -88,7 +88,7 @@ def build(config: Config, *, database: Database | None = None,
         **ca_api.renewal_routes(RenewalService(db, ca, channels, config.ca, audit=audit)),
         **seals_api.routes(SealService(db, holder, ca, tsa=tsa, audit=audit)),
         **tsa_api.routes(tsa),
-        **verify_api.routes(VerificationService(ca)),
+        **verify_api.routes(VerificationService(ca, policy=revocation_policy(config.verify))),
     }
     # The OpenAPI document lists every route of the app, whoever added it (built on first GET).
     resources.update(openapi.routes(app, cookie_secure=config.security.cookie_secure))

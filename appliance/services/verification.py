@@ -27,7 +27,8 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from appliance.errors import NotFound, Sealed, ValidationFailed
+from appliance.config import VerifyConfig
+from appliance.errors import ConfigError, NotFound, Sealed, ValidationFailed
 from appliance.services.ca import CaService
 from ca_client import PathInvalid
 from ca_client.trust import (
@@ -44,6 +45,18 @@ from signcore.keys import PublicKey
 from signcore.x509 import Certificate, load_certificate
 
 POLICY = RevocationPolicy(mode=RevocationMode.SOFT_FAIL, prefer="crl")
+
+
+def revocation_policy(config: VerifyConfig) -> RevocationPolicy:
+    """The ``[verify]`` settings as a policy (ConfigError for a bad value)."""
+    if config.revocation not in ("soft", "hard"):
+        raise ConfigError("verify.revocation must be soft or hard")
+    if config.revocation_grace_hours < 0:
+        raise ConfigError("verify.revocation_grace_hours cannot be negative")
+    return RevocationPolicy(
+        mode=RevocationMode.SOFT_FAIL if config.revocation == "soft"
+        else RevocationMode.HARD_FAIL,
+        grace=dt.timedelta(hours=config.revocation_grace_hours), prefer="crl")
 
 
 def _now() -> dt.datetime:
@@ -63,13 +76,19 @@ class ChainReport:
 
 
 class VerificationService:
-    def __init__(self, ca: CaService, *, clock: Callable[[], dt.datetime] = _now) -> None:
-        self._ca, self._clock = ca, clock
+    """One per process: the revocation cache (and its grace period) outlives requests, so an
+    external CA's CRL is fetched once per nextUpdate, not per verification, and a responder
+    that goes down is bridged by what was fetched before."""
+
+    def __init__(self, ca: CaService, *, policy: RevocationPolicy = POLICY,
+                 clock: Callable[[], dt.datetime] = _now) -> None:
+        self._ca, self._clock, self._policy = ca, clock, policy
+        self._cache = RevocationCache(clock=clock)
 
     def _trust(self) -> tuple[TrustStore, RevocationCache]:
         authorities = self._ca.authorities()
         store = TrustStore([a.root for a in authorities], [a.certificate for a in authorities])
-        cache = RevocationCache(clock=self._clock)
+        cache = self._cache
         for authority in authorities:
             urls = self._ca.urls(authority.id)
             try:
@@ -78,6 +97,7 @@ class VerificationService:
             except (NotFound, Sealed):  # not yet published: its revocation answers "unknown"
                 continue
             assert urls.crl is not None and urls.delta_crl is not None
+            # The appliance's own CRLs, as published (the cache keeps the newest it was given).
             cache.offer_crl(urls.crl, full, issuer=authority.certificate)
             cache.offer_crl(urls.delta_crl, delta, issuer=authority.certificate)
         return store, cache
@@ -87,7 +107,7 @@ class VerificationService:
         store, cache = self._trust()
         try:
             result: ValidationResult = validate(certificate, trust=store, at=at,
-                                                revocation=POLICY, cache=cache,
+                                                revocation=self._policy, cache=cache,
                                                 intermediates=intermediates)
         except PathInvalid as exc:
             revocation = "revoked" if exc.reason == "revoked" else "unknown"

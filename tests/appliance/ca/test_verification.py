@@ -119,3 +119,17 @@ def test_over_http(site: Site, database: Database, holder: KeyHolder) -> None:
     assert answer.status_code == 200 and answer.json["valid"], answer.text
     junk = json.dumps({"format": "cms", "signature": "!!"}).encode()
     assert post(verifier.key_id, secret, junk).status_code == 400
+
+
+def test_revocation_policy_from_the_configuration() -> None:
+    from appliance.config import VerifyConfig  # noqa: PLC0415
+    from appliance.errors import ConfigError  # noqa: PLC0415
+    from appliance.services.verification import revocation_policy  # noqa: PLC0415
+    from ca_client.trust import RevocationMode  # noqa: PLC0415
+
+    hard = revocation_policy(VerifyConfig(revocation="hard", revocation_grace_hours=2))
+    assert hard.mode is RevocationMode.HARD_FAIL and hard.grace.total_seconds() == 7200
+    assert revocation_policy(VerifyConfig()).mode is RevocationMode.SOFT_FAIL
+    for bad in (VerifyConfig(revocation="maybe"), VerifyConfig(revocation_grace_hours=-1)):
+        with pytest.raises(ConfigError):
+            revocation_policy(bad)
