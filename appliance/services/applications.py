@@ -359,6 +359,17 @@ class ApplicationService:
         self._cache.put(key_id, keyring.fingerprint, known)
         return known
 
+    def secret_of(self, app_id: int) -> tuple[Credential, bytes]:
+        """A credential and its opened secret, for what the appliance signs *to* the
+        application (webhooks): the backend checks them with the secret it already holds."""
+        with self._db.engine.connect() as conn:
+            row = conn.execute(select(schema.applications)
+                               .where(schema.applications.c.id == app_id)).first()
+        if row is None:
+            raise NotFound(f"应用凭证 {app_id} 不存在")
+        keyring = self._holder.keyring()
+        return _credential(row), keyring.unwrap(row.secret_wrapped, _secret_context(row.key_id))
+
     def purge_nonces(self, now: dt.datetime | None = None) -> int:
         """Forget nonces older than twice the accepted clock skew: by then the timestamp check
         alone refuses a replay of their requests.  The number removed."""

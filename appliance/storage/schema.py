@@ -231,3 +231,21 @@ ca_active_channels = Table(
     Column("updated_at", Timestamp, nullable=False),
     Column("updated_by", String(128), nullable=False, default=""),
 )
+
+# 0006: webhooks to the hospital's systems (an outbox: written with the change it reports).
+webhook_deliveries = Table(
+    "webhook_deliveries", metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("event_id", String(36), nullable=False, unique=True),
+    Column("application_id", BigId, ForeignKey("applications.id"), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("payload", Text, nullable=False),  # canonical JSON
+    Column("status", String(16), nullable=False, default="pending"),  # pending|delivered|failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Timestamp, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("delivered_at", Timestamp, nullable=True),
+    Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+)
