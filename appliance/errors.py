@@ -68,3 +68,14 @@ class ClockUnsynchronized(ApplianceError):
     """The TSA does not issue while the appliance's clock is not known to be right."""
 
     code, status, title = "clock-unsynchronized", 503, "设备时钟未同步，时间戳服务暂停"
+
+
+class NotificationFailed(ApplianceError):
+    """A notification provider (SMS, WeChat) did not take the message; ``retryable`` says
+    whether trying later may help."""
+
+    code, status, title = "notification-failed", 502, "通知发送失败"
+
+    def __init__(self, detail: str, *, retryable: bool) -> None:
+        super().__init__(detail, retryable=retryable)
+        self.retryable = retryable
