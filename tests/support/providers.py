@@ -134,30 +134,37 @@ class FakeWechat(_Server):
         parts = urllib.parse.urlsplit(handler.path)
         query = dict(urllib.parse.parse_qsl(parts.query))
         if parts.path == "/cgi-bin/token" and method == "GET":
-            self.token_requests += 1
-            if query.get("grant_type") != "client_credential" or \
-                    query.get("appid") != self.app_id or query.get("secret") != self.app_secret:
-                return 200, {"errcode": 40013, "errmsg": "invalid appid"}
-            token = secrets.token_urlsafe(24)
-            self.tokens.add(token)
-            return 200, {"access_token": token, "expires_in": 7200}
+            return self._token(query)
         if parts.path == "/cgi-bin/message/subscribe/send" and method == "POST":
-            token = query.get("access_token", "")
-            if self.mode == "revoke-token":
-                self.mode = ""
-                self.tokens.discard(token)
-            if token not in self.tokens:
-                return 200, {"errcode": 40001, "errmsg": "invalid credential, access_token "
-                                                         "is invalid or not latest"}
-            request = json.loads(body)
-            self.requests.append(("subscribe/send", method, request))
-            if not {"touser", "template_id", "data"} <= set(request) or not all(
-                    isinstance(v, dict) and "value" in v for v in request["data"].values()):
-                return 200, {"errcode": 47003, "errmsg": "argument invalid!"}
-            if self.mode == "unsubscribed":
-                return 200, {"errcode": 43101, "errmsg": "user refuse to accept the msg"}
-            if self.mode == "busy":
-                return 200, {"errcode": -1, "errmsg": "system error"}
-            return 200, {"errcode": 0, "errmsg": "ok", "msgid": int(dt.datetime.now(
-                dt.UTC).timestamp())}
+            return self._send(query, body)
         return 404, {"errcode": 404, "errmsg": "not found"}
+
+    def _token(self, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        self.token_requests += 1
+        if query.get("grant_type") != "client_credential" or \
+                query.get("appid") != self.app_id or query.get("secret") != self.app_secret:
+            return 200, {"errcode": 40013, "errmsg": "invalid appid"}
+        token = secrets.token_urlsafe(24)
+        self.tokens.add(token)
+        return 200, {"access_token": token, "expires_in": 7200}
+
+    def _send(self, query: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
+        token = query.get("access_token", "")
+        if self.mode == "revoke-token":
+            self.mode = ""
+            self.tokens.discard(token)
+        if token not in self.tokens:
+            return 200, {"errcode": 40001, "errmsg": "invalid credential, access_token "
+                                                     "is invalid or not latest"}
+        request = json.loads(body)
+        self.requests.append(("subscribe/send", "POST", request))
+        if not {"touser", "template_id", "data"} <= set(request) or not all(
+                isinstance(v, dict) and "value" in v for v in request["data"].values()):
+            return 200, {"errcode": 47003, "errmsg": "argument invalid!"}
+        errors = {"unsubscribed": (43101, "user refuse to accept the msg"),
+                  "busy": (-1, "system error")}
+        if self.mode in errors:
+            code, message = errors[self.mode]
+            return 200, {"errcode": code, "errmsg": message}
+        return 200, {"errcode": 0, "errmsg": "ok",
+                     "msgid": int(dt.datetime.now(dt.UTC).timestamp())}
