@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import resource
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 #: The directory of the benchmarks, exactly as Python put it first on sys.path for a script
 #: (the real path), so that a benchmark can drop it again (bench/keysplit.py must).
@@ -65,3 +66,14 @@ def pin_to_cpu(cpu: int | None) -> int:
         raise BenchError(f"CPU {chosen} is not available to this process ({sorted(allowed)})")
     os.sched_setaffinity(0, {chosen})
     return chosen
+
+
+@dataclass
+class Row:
+    """The result of one operation: per second (best round), what it is compared with, and
+    every round."""
+
+    operation: str
+    per_second: float
+    baseline: str | None
+    runs: list[float] = field(default_factory=list)

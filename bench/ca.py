@@ -39,9 +39,9 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
-from _common import BenchError, Clock, Op, ops_per_second, pin_to_cpu
+from _common import BenchError, Clock, Op, Row, ops_per_second, pin_to_cpu
 
 import signcore
 from ca_client import BuiltinCa, MemoryRepository, OcspResponder, SubjectInfo, generate_hierarchy
@@ -65,16 +65,6 @@ class Bench:
     name: str
     op: Op
     baseline: str | None = None
-
-
-@dataclass
-class Row:
-    """The result of one operation: per second, best round and every round."""
-
-    operation: str
-    per_second: float
-    baseline: str | None
-    runs: list[float] = field(default_factory=list)
 
 
 @dataclass

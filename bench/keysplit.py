@@ -29,11 +29,11 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import TypeVar
 
 import _common
-from _common import BenchError, Clock, Op, ops_per_second, pin_to_cpu
+from _common import BenchError, Clock, Op, Row, ops_per_second, pin_to_cpu
 
 # Run as a script, this file is first on sys.path under the name of the package it measures and
 # would shadow it: drop bench/ (it was needed for _common only) before importing keysplit.
@@ -86,16 +86,6 @@ class Bench:
     op: Op
     items: int = 1
     baseline: str | None = None
-
-
-@dataclass
-class Row:
-    """The result of one operation: signatures per second, best round and every round."""
-
-    operation: str
-    per_second: float
-    baseline: str | None
-    runs: list[float] = field(default_factory=list)
 
 
 @dataclass
