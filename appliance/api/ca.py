@@ -590,3 +590,70 @@ class Renewals:
 
 def renewal_routes(service: RenewalService) -> dict[str, Any]:
     return {"/api/v1/ca/renewals": Renewals(service)}
+
+
+# --------------------------------------------------------------------------- trust anchors
+
+TRUST_ANCHOR = {"type": "object", "additionalProperties": False,
+                "required": ["id", "kind", "subject", "sha256", "not_after", "created_at",
+                             "created_by", "pem"],
+                "properties": {"id": {"type": "integer"},
+                               "kind": {"enum": ["anchor", "intermediate"]},
+                               "subject": {"type": "string"}, "sha256": {"type": "string"},
+                               "not_after": _TIME, "created_at": _TIME,
+                               "created_by": {"type": "string"}, "pem": {"type": "string"}}}
+
+
+class TrustAnchors:
+    """External CAs' roots (and cross-certificates) that verification trusts, besides the
+    built-in CA's roots."""
+
+    access = {"GET": MANAGE, "POST": MANAGE}
+    openapi = {
+        "GET": {"summary": "Trust anchors and known CA certificates added to the built-in CA's",
+                "responses": {"200": oa.response("The list", {
+                    "type": "object", "required": ["items"], "additionalProperties": False,
+                    "properties": {"items": {"type": "array", "items": TRUST_ANCHOR}}})}},
+        "POST": {"summary": "Trust an external CA's root (anchor) or add a CA certificate for "
+                            "path building (intermediate, e.g. a cross-certificate)",
+                 "requestBody": oa.body({
+                     "type": "object", "required": ["certificate"],
+                     "additionalProperties": False,
+                     "properties": {"certificate": {"type": "string", "maxLength": 65536,
+                                                    "description": "PEM"},
+                                    "kind": {"enum": ["anchor", "intermediate"],
+                                             "default": "anchor"}}}),
+                 "responses": {"201": oa.response("Added", TRUST_ANCHOR)}},
+    }
+
+    def __init__(self, service: CaService) -> None:
+        self._service = service
+
+    def on_get(self, _req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = {"items": self._service.trust_anchors()}
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = json_body(req, allowed={"certificate", "kind"}, required={"certificate"})
+        resp.media = self._service.add_trust_anchor(
+            _actor(req), required_str(body, "certificate", 65536).encode(),
+            kind=optional_str(body, "kind", 16) or "anchor")
+        resp.status = falcon.HTTP_201
+
+
+class TrustAnchorItem:
+    access = {"DELETE": MANAGE}
+    openapi = {"DELETE": {"summary": "Stop trusting an added anchor or certificate",
+                          "responses": {"204": oa.response("Removed")}}}
+
+    def __init__(self, service: CaService) -> None:
+        self._service = service
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, anchor_id: int) -> None:
+        self._service.remove_trust_anchor(_actor(req), anchor_id)
+        resp.status = falcon.HTTP_204
+
+
+def trust_routes(service: CaService) -> dict[str, Any]:
+    return {"/api/v1/ca/trust-anchors": TrustAnchors(service),
+            f"/api/v1/ca/trust-anchors/{{anchor_id:int(min=1, max={MAX_ID})}}":
+                TrustAnchorItem(service)}

@@ -51,12 +51,14 @@ from signcore.keys import PrivateKey, load_private_key
 from signcore.x509 import (
     Certificate,
     RevokedCertificate,
+    load_certificate,
     load_crl,
     load_csr,
 )
 
 A = schema.ca_authorities
 C = schema.certificates
+T = schema.trust_anchors
 W = schema.wrapped_keys
 
 CRL_REFRESH = dt.timedelta(hours=1)  # a full CRL older than this is republished when read
@@ -511,6 +513,67 @@ class CaService:
             ids = conn.execute(select(A.c.id).order_by(A.c.created_at, A.c.id)).scalars().all()
         return OcspResponder([self._builtin(ca_id) for ca_id in ids]).respond(request_der)
 
+    # -- trust anchors beyond the built-in CA (external CAs, cross-certified CAs)
+
+    def trust_anchors(self) -> list[dict[str, Any]]:
+        with self._db.engine.connect() as conn:
+            rows = conn.execute(select(T).order_by(T.c.id)).all()
+        return [_anchor_json(row) for row in rows]
+
+    def add_trust_anchor(self, actor: Actor | None, pem: bytes, *,
+                         kind: str = "anchor") -> dict[str, Any]:
+        """Trust an external CA's root (``anchor``) or make a CA certificate known for path
+        building (``intermediate``, e.g. a cross-certificate).  Only CA certificates."""
+        require_manager(actor, "信任锚")
+        if kind not in ("anchor", "intermediate"):
+            raise ValidationFailed("kind 应为 anchor 或 intermediate")
+        try:
+            certificate = load_certificate(pem)
+        except (SigncoreError, ValueError) as exc:
+            raise ValidationFailed(f"certificate 无法解析：{exc}") from None
+        if not certificate.is_ca:
+            raise ValidationFailed("只能添加 CA 证书（basicConstraints cA=TRUE）")
+        if kind == "anchor":
+            try:
+                certificate.verify_signature(certificate.public_key())
+            except SigncoreError:
+                raise ValidationFailed("信任锚应为自签名的根证书"
+                                       "（交叉证书请作为 intermediate 添加）") from None
+        digest = certificate.fingerprint("sha256").hex()
+        try:
+            with self._db.transaction() as conn:
+                conn.execute(insert(T).values(
+                    sha256=digest, subject=certificate.subject, der=certificate.der, kind=kind,
+                    created_at=self._clock(), created_by=actor_label(actor)))
+        except IntegrityError:
+            raise Conflict("该证书已在信任列表中") from None
+        self._record("system", "trust.add", actor, certificate.subject,
+                     {"sha256": digest, "kind": kind})
+        return next(a for a in self.trust_anchors() if a["sha256"] == digest)
+
+    def remove_trust_anchor(self, actor: Actor | None, anchor_id: int) -> None:
+        require_manager(actor, "信任锚")
+        with self._db.transaction() as conn:
+            row = conn.execute(select(T).where(T.c.id == anchor_id)).first() \
+                if 0 < anchor_id <= MAX_ID else None
+            if row is None:
+                raise NotFound(f"没有编号为 {anchor_id} 的信任锚")
+            conn.execute(T.delete().where(T.c.id == anchor_id))
+        self._record("system", "trust.remove", actor, row.subject, {"sha256": row.sha256})
+
+    def trusted_certificates(self) -> tuple[list[Certificate], list[Certificate]]:
+        """(anchors, other known CA certificates): the built-in CA's roots and issuing CAs,
+        and what the security administrator added."""
+        anchors, others = [], []
+        for authority in self.authorities():
+            anchors.append(authority.root)
+            others.append(authority.certificate)
+        with self._db.engine.connect() as conn:
+            for row in conn.execute(select(T.c.der, T.c.kind)).all():
+                (anchors if row.kind == "anchor" else others).append(
+                    Certificate.from_stored(bytes(row.der)))
+        return anchors, others
+
     def _record(self, category: str, action: str, actor: Actor | None, subject: str,
                 details: Mapping[str, Any]) -> None:
         if self._audit is not None:
@@ -534,6 +597,14 @@ class ServerKeyStore:
         if row is None:
             raise NotFound(f"没有密钥 {key_id}")
         return _open_key(self._holder.keyring(), row)
+
+
+def _anchor_json(row: Row[Any]) -> dict[str, Any]:
+    certificate = Certificate.from_stored(bytes(row.der))
+    return {"id": row.id, "kind": row.kind, "subject": row.subject, "sha256": row.sha256,
+            "not_after": certificate.not_after.isoformat(),
+            "created_at": _aware(row.created_at).isoformat(), "created_by": row.created_by,
+            "pem": certificate.to_pem().decode()}
 
 
 def _crl_this_update(der: bytes) -> dt.datetime:

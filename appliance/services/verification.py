@@ -87,7 +87,8 @@ class VerificationService:
 
     def _trust(self) -> tuple[TrustStore, RevocationCache]:
         authorities = self._ca.authorities()
-        store = TrustStore([a.root for a in authorities], [a.certificate for a in authorities])
+        anchors, others = self._ca.trusted_certificates()
+        store = TrustStore(anchors, others)
         cache = self._cache
         for authority in authorities:
             urls = self._ca.urls(authority.id)
@@ -158,11 +159,10 @@ class VerificationService:
             return {"valid": False, "time": None, "tsa": None, "problems": [str(exc)]}
         if token is None:
             return None
-        authorities = self._ca.authorities()
+        anchors, others = self._ca.trusted_certificates()
         try:
-            checked = tsp.verify_token(token, data=signer.signature,
-                                       trust_roots=[a.root for a in authorities],
-                                       intermediates=[a.certificate for a in authorities])
+            checked = tsp.verify_token(token, data=signer.signature, trust_roots=anchors,
+                                       intermediates=others)
         except SigncoreError as exc:
             return {"valid": False, "time": None, "tsa": None, "problems": [str(exc)]}
         return {"valid": checked.valid, "time": checked.info.gen_time.isoformat(),

@@ -249,3 +249,16 @@ webhook_deliveries = Table(
     Column("delivered_at", Timestamp, nullable=True),
     Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
 )
+
+# 0007: trust anchors the security administrator added (external CAs' roots, cross-certified
+# CAs); the built-in CA's roots are trusted without being listed here.
+trust_anchors = Table(
+    "trust_anchors", metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("sha256", String(64), nullable=False, unique=True),
+    Column("subject", Text, nullable=False),
+    Column("der", LargeBinary, nullable=False),
+    Column("kind", String(16), nullable=False),  # anchor | intermediate
+    Column("created_at", Timestamp, nullable=False),
+    Column("created_by", String(128), nullable=False, default=""),
+)

@@ -227,3 +227,38 @@ def test_revocation_goes_through_the_issuing_channel(channels: ChannelService,
     assert actors == {"system:signer-disabled-by:admin:sec"}
     with pytest.raises(Conflict, match="已吊销"):
         channels.revoke(Actor(), external.id, "superseded")
+
+
+def test_an_external_ca_is_trusted_only_once_its_root_is_added(
+        channels: ChannelService, vendor: FakeVendorCa, database: Database,
+        holder: KeyHolder) -> None:
+    from appliance.services.seals import Document, SealService  # noqa: PLC0415
+    from appliance.services.verification import VerificationService  # noqa: PLC0415
+    from tests.appliance.ca.test_seals import App  # noqa: PLC0415
+
+    settings, secrets = _vendor_settings(vendor)
+    channels.add(Actor(), name="bjca", kind="vendor-http", settings=settings, secrets=secrets)
+    channels.switch(Actor(), "organization-seal", "bjca")
+    seal = channels.enroll_server_key(Actor(), profile="organization-seal", subject=SEAL,
+                                      algorithm="sm2")
+    ca = channels._ca
+    _info, [sealed] = SealService(database, holder, ca).apply(
+        App(), [Document("d", b"referral letter")], seal_id=seal.id, detached=False)
+    verify = VerificationService(ca)
+    before = verify.verify_cms(sealed.signature, None)["signers"][0]
+    assert before["integrity"] and not before["chain"]["trusted"]
+    root = vendor.cas.sm2.chain[0]
+    with pytest.raises(ValidationFailed, match="根证书"):
+        ca.add_trust_anchor(Actor(), vendor.cas.sm2.certificate.to_pem())  # not self-signed
+    ca.add_trust_anchor(Actor(), vendor.cas.sm2.certificate.to_pem(), kind="intermediate")
+    anchor = ca.add_trust_anchor(Actor(), root.to_pem())
+    with pytest.raises(Conflict):
+        ca.add_trust_anchor(Actor(), root.to_pem())
+    with pytest.raises(ValidationFailed, match="CA"):
+        ca.add_trust_anchor(Actor(), load_certificate(seal.der).to_pem())
+    after = verify.verify_cms(sealed.signature, None)["signers"][0]
+    assert after["chain"]["trusted"], after
+    ca.remove_trust_anchor(Actor(), anchor["id"])
+    assert not verify.verify_cms(sealed.signature, None)["signers"][0]["chain"]["trusted"]
+    with pytest.raises(Forbidden):
+        ca.add_trust_anchor(Actor(role="audit_admin"), root.to_pem())

@@ -18,7 +18,7 @@ from appliance.storage import Database, schema
 EXPECTED_TABLES = {
     "admin_sessions", "admins", "applications", "audit_checkpoints", "audit_log", "kek",
     "request_nonces", "signers", "wrapped_keys", "ca_authorities", "certificates", "ca_channels",
-    "ca_active_channels", "webhook_deliveries",
+    "ca_active_channels", "webhook_deliveries", "trust_anchors",
 }
 
 
