@@ -8,6 +8,7 @@ directory they share.
 
 from __future__ import annotations
 
+import argparse
 import os
 import resource
 from collections.abc import Callable
@@ -77,3 +78,25 @@ class Row:
     per_second: float
     baseline: str | None
     runs: list[float] = field(default_factory=list)
+
+
+def single_core_arguments(description: str | None) -> argparse.ArgumentParser:
+    """The options every single-core benchmark takes (keysplit.py, ca.py)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--seconds", type=float, default=3, help="seconds per measurement")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="rounds over all operations; the best of each is kept")
+    parser.add_argument("--cpu", type=int, default=None, help="the CPU to pin to")
+    parser.add_argument("--elapsed", action="store_true",
+                        help="measure wall-clock time instead of this process's CPU time")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    parser.add_argument("--verbose", action="store_true", help="print every round (to stderr)")
+    return parser
+
+
+def parse_single_core(parser: argparse.ArgumentParser,
+                      argv: list[str] | None) -> argparse.Namespace:
+    args = parser.parse_args(argv)
+    if args.seconds <= 0 or args.rounds < 1:
+        parser.error("--seconds must be positive and --rounds at least 1")
+    return args

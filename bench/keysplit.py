@@ -33,7 +33,16 @@ from dataclasses import asdict, dataclass
 from typing import TypeVar
 
 import _common
-from _common import BenchError, Clock, Op, Row, ops_per_second, pin_to_cpu
+from _common import (
+    BenchError,
+    Clock,
+    Op,
+    Row,
+    ops_per_second,
+    parse_single_core,
+    pin_to_cpu,
+    single_core_arguments,
+)
 
 # Run as a script, this file is first on sys.path under the name of the package it measures and
 # would shadow it: drop bench/ (it was needed for _common only) before importing keysplit.
@@ -323,19 +332,8 @@ def as_json(rows: Sequence[Row], info: RunInfo) -> str:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--seconds", type=float, default=3, help="seconds per measurement")
-    parser.add_argument("--rounds", type=int, default=2,
-                        help="rounds over all operations; the best of each is kept")
-    parser.add_argument("--cpu", type=int, default=None, help="the CPU to pin to")
-    parser.add_argument("--elapsed", action="store_true",
-                        help="measure wall-clock time instead of this process's CPU time")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
-    parser.add_argument("--verbose", action="store_true", help="print every round (to stderr)")
-    args = parser.parse_args(argv)
-    if args.seconds <= 0 or args.rounds < 1:
-        parser.error("--seconds must be positive and --rounds at least 1")
-    return args
+    parser = single_core_arguments(__doc__.split("\n\n")[0] if __doc__ else None)
+    return parse_single_core(parser, list(argv) if argv is not None else None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

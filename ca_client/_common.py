@@ -8,7 +8,10 @@ import re
 import socket
 import ssl
 import time
+import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NoReturn
 
 from ca_client.errors import ChannelUnavailable
 from signcore.errors import SigncoreError
@@ -16,6 +19,27 @@ from signcore.x509 import Certificate, names_equal
 
 MAX_TEXT_CHARS = 200
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+_CHANNEL_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+Bad = Callable[[str, str], NoReturn]  # (setting, reason): raises the channel's own error
+
+
+def check_channel_name(name: str, bad: Bad) -> None:
+    if not _CHANNEL_NAME.fullmatch(name):
+        bad("name", "must be 1 to 63 lower-case letters, digits, '-' or '_'")
+
+
+def check_endpoint(setting: str, url: str, bad: Bad) -> urllib.parse.SplitResult:
+    """A CA endpoint from the configuration: http(s), a host, a valid port, nothing else."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        bad(setting, "must be an http or https URL with a host")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        bad(setting, "takes no query, fragment or user information")
+    try:
+        parts.port  # noqa: B018 -- raises for a port out of range
+    except ValueError:
+        bad(setting, "has an invalid port")
+    return parts
 
 
 def clean(text: str) -> str:

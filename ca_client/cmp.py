@@ -65,7 +65,6 @@ import datetime as dt
 import hashlib
 import hmac as _hmac
 import http.client
-import re
 import secrets
 import ssl
 import urllib.parse
@@ -75,7 +74,13 @@ from typing import Any, ClassVar, NoReturn
 
 from asn1crypto import algos, core, crl, csr, keys, x509
 
-from ca_client._common import clean, exchange, ordered_chain
+from ca_client._common import (
+    check_channel_name,
+    check_endpoint,
+    clean,
+    exchange,
+    ordered_chain,
+)
 from ca_client.builtin import REVOCATION_REASONS, CaUrls
 from ca_client.channel import ChannelStatus, Enrollment, EnrollmentRequest, PendingEnrollment
 from ca_client.errors import AlreadyRevoked, ChannelUnavailable, RequestRejected
@@ -521,17 +526,8 @@ class CmpConfig:
         self._validate()
 
     def _validate(self) -> None:  # noqa: PLR0912 -- one flat list of checks reads best
-        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", self.name):
-            _bad("name", "must be 1 to 63 lower-case letters, digits, '-' or '_'")
-        url = urllib.parse.urlsplit(self.url)
-        if url.scheme not in ("http", "https") or not url.hostname:
-            _bad("url", "must be an http or https URL with a host")
-        if url.query or url.fragment or url.username or url.password:
-            _bad("url", "takes no query, fragment or user information")
-        try:
-            url.port  # noqa: B018 -- raises for a port out of range
-        except ValueError:
-            _bad("url", "has an invalid port")
+        check_channel_name(self.name, _bad)
+        check_endpoint("url", self.url, _bad)
         pbm = self.secret is not None
         signing = self.protection_certificate is not None or self.protection_signer is not None
         if pbm == signing:

@@ -88,7 +88,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from ca_client._common import clean, exchange, ordered_chain
+from ca_client._common import (
+    check_channel_name,
+    check_endpoint,
+    clean,
+    exchange,
+    ordered_chain,
+)
 from ca_client.builtin import REVOCATION_REASONS
 from ca_client.channel import (
     ChannelStatus,
@@ -186,18 +192,9 @@ class VendorHttpConfig:
         for name in ("verify_responses", "allow_http"):
             if not isinstance(getattr(self, name), bool):
                 _bad(name, "must be true or false")
-        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", self.name):
-            _bad("name", "must be 1 to 63 lower-case letters, digits, '-' or '_'")
-        url = urllib.parse.urlsplit(self.base_url)
-        if url.scheme not in ("https", "http") or not url.hostname:
-            _bad("base_url", "must be an http or https URL with a host")
-        if url.query or url.fragment or url.username or url.password:
-            _bad("base_url", "takes no query, fragment or user information")
-        try:
-            url.port  # noqa: B018 -- raises for a port out of range
-        except ValueError:
-            _bad("base_url", "has an invalid port")
-        if url.scheme == "http" and not self.allow_http and not _is_loopback(url.hostname):
+        check_channel_name(self.name, _bad)
+        url = check_endpoint("base_url", self.base_url, _bad)
+        if url.scheme == "http" and not self.allow_http and not _is_loopback(url.hostname or ""):
             _bad("base_url", "must use https (set allow_http to accept plain http)")
         if url.path and not _PATH.fullmatch(url.path):
             _bad("base_url", "has an invalid path")
