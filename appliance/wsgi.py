@@ -14,7 +14,9 @@ from appliance.api import applications as applications_api
 from appliance.api import audit as audit_api
 from appliance.api import auth, console, openapi, problems, system
 from appliance.api import ca as ca_api
+from appliance.api import mobile as mobile_api
 from appliance.api import seals as seals_api
+from appliance.api import sign_requests as sign_requests_api
 from appliance.api import signers as signers_api
 from appliance.api import tsa as tsa_api
 from appliance.api import verify as verify_api
@@ -25,11 +27,16 @@ from appliance.services.applications import NonceRecorder
 from appliance.services.audit import AuditLog
 from appliance.services.ca import CaService
 from appliance.services.channels import ChannelService
+from appliance.services.devices import DeviceService
+from appliance.services.qr import QrService
 from appliance.services.renewal import RenewalService
 from appliance.services.seals import SealService
+from appliance.services.sign_requests import SignRequestService
+from appliance.services.signer_keys import SignerKeyService
 from appliance.services.signers import SignerService
 from appliance.services.tsa import TsaService
 from appliance.services.verification import VerificationService, revocation_policy
+from appliance.services.webhooks import Dispatcher, WebhookService
 from appliance.storage import Database
 
 LOG = logging.getLogger("medsign")
@@ -62,8 +69,10 @@ def build(config: Config, *, database: Database | None = None,
     metrics = system.Metrics()
     audit = AuditLog(db, holder, config.audit)
     admins, apps = auth.services(db, holder, config, audit=audit, nonces=nonces)
+    devices = DeviceService(db, apps, audit=audit)
     if authenticators is None:
-        authenticators = auth.authenticators(db, holder, config, admins=admins, applications=apps)
+        authenticators = auth.authenticators(db, holder, config, admins=admins, applications=apps,
+                                             devices=devices)
     middleware: list[Any] = [
         BodyLimit(config.server.max_body_bytes),
         AccessControl(authenticators),
@@ -75,6 +84,12 @@ def build(config: Config, *, database: Database | None = None,
     ca = CaService(db, holder, public_url=config.server.public_url, audit=audit)
     channels = ChannelService(db, holder, ca, audit=audit)
     tsa = TsaService(db, holder, ca, config.tsa, audit=audit)
+    webhooks = WebhookService(db, apps, audit=audit)
+    dispatcher = Dispatcher(webhooks)
+    signer_keys = SignerKeyService(db, holder, ca, channels, audit=audit)
+    sign_requests = SignRequestService(db, signer_keys, webhooks, audit=audit,
+                                       on_event=dispatcher.nudge)
+    qr = QrService(db, signer_keys, sign_requests, audit=audit)
     resources: dict[str, Any] = {
         **system.routes(db, holder, metrics),
         **console.routes(admins, auth.SessionCookie(config.security.cookie_secure)),
@@ -89,6 +104,9 @@ def build(config: Config, *, database: Database | None = None,
         **ca_api.renewal_routes(RenewalService(db, ca, channels, config.ca, audit=audit)),
         **seals_api.routes(SealService(db, holder, ca, tsa=tsa, audit=audit)),
         **tsa_api.routes(tsa),
+        **sign_requests_api.routes(sign_requests, devices),
+        **sign_requests_api.qr_routes(qr),
+        **mobile_api.routes(devices, signer_keys, sign_requests, qr),
         **verify_api.routes(VerificationService(ca, policy=revocation_policy(config.verify))),
     }
     # The OpenAPI document lists every route of the app, whoever added it (built on first GET).

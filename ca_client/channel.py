@@ -14,17 +14,18 @@ affects certificates already issued); a request the CA refuses raises
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from ca_client.builtin import BuiltinCa
 from ca_client.errors import RequestRejected
 from ca_client.profiles import SubjectInfo, profile
 from signcore.algorithms import SignatureAlgorithm
 from signcore.errors import InvalidSignature
-from signcore.keys import PublicKey, Signer
-from signcore.x509 import Certificate, load_csr, prepare_csr
+from signcore.keys import PublicKey, Signer, load_public_key
+from signcore.x509 import Certificate, load_certificate, load_csr, prepare_csr
 
 __all__ = [
     "BuiltinChannel",
@@ -56,6 +57,56 @@ class PendingEnrollment:
     renewal_of: Certificate | None = None
     state: Mapping[str, str] = field(default_factory=dict)  # channel-specific, JSON-able
 
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form (strings, numbers, lists and None; bytes as hex), to keep in the
+        database while the phone co-signs; :meth:`from_dict` reads it back."""
+        request = self.request
+        subject: dict[str, Any] = {}
+        for f in dataclasses.fields(SubjectInfo):
+            value = getattr(request.subject, f.name)
+            subject[f.name] = list(value) if isinstance(value, tuple) else value
+        return {
+            "channel": self.channel,
+            "request": {
+                "profile": request.profile,
+                "subject": subject,
+                "public_key": request.public_key.to_der().hex(),
+                "validity_days": request.validity_days,
+            },
+            "to_be_signed": self.to_be_signed.hex(),
+            "algorithm": self.algorithm.value,
+            "renewal_of": self.renewal_of.der.hex() if self.renewal_of is not None else None,
+            "state": dict(self.state),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PendingEnrollment:
+        """Read back :meth:`to_dict`; RequestRejected for anything malformed (wrong types, bad
+        hex, a public key or certificate that does not decode, an unknown algorithm)."""
+        try:
+            request = data["request"]
+            validity_days = request["validity_days"]
+            if validity_days is not None and (
+                    not isinstance(validity_days, int) or isinstance(validity_days, bool)):
+                raise TypeError("validity_days must be an integer or null")
+            state = _mapping(data["state"])
+            if not all(isinstance(v, str) for v in state.values()):
+                raise TypeError("state values must be strings")
+            renewal_of = data["renewal_of"]
+            return cls(
+                channel=_str(data["channel"]),
+                request=EnrollmentRequest(
+                    profile=_str(request["profile"]),
+                    subject=_subject(_mapping(request["subject"])),
+                    public_key=load_public_key(_unhex(request["public_key"])),
+                    validity_days=validity_days),
+                to_be_signed=_unhex(data["to_be_signed"]),
+                algorithm=SignatureAlgorithm(data["algorithm"]),
+                renewal_of=None if renewal_of is None else load_certificate(_unhex(renewal_of)),
+                state=dict(state))
+        except (KeyError, TypeError, ValueError) as exc:  # signcore's DecodeError is a ValueError
+            raise RequestRejected(f"not a stored pending enrollment: {exc}") from None
+
 
 @dataclass(frozen=True)
 class Enrollment:
@@ -85,6 +136,39 @@ class Channel(Protocol):
     def revoke(self, certificate: Certificate, reason: str) -> None: ...
 
     def status(self) -> ChannelStatus: ...
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _unhex(value: Any) -> bytes:
+    return bytes.fromhex(_str(value))
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise TypeError(f"expected an object, got {type(value).__name__}")
+    return value
+
+
+def _subject(data: Mapping[str, Any]) -> SubjectInfo:
+    """A SubjectInfo from its to_dict form: str fields as strings, tuple fields as lists."""
+    fields = {f.name: f for f in dataclasses.fields(SubjectInfo)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise KeyError(f"unknown subject fields {sorted(unknown)}")
+    values: dict[str, Any] = {}
+    for name, value in data.items():
+        if isinstance(fields[name].default, tuple):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise TypeError(f"subject field {name} must be a list of strings")
+            values[name] = tuple(value)
+        else:
+            values[name] = _str(value)
+    return SubjectInfo(**values)
 
 
 def enroll(channel: Channel, request: EnrollmentRequest, signer: Signer, *,

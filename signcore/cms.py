@@ -17,6 +17,13 @@ turned off, signing-time; SM2 signatures over them use the signer ID (default
 ``1234567812345678``), as GM/T 0010 requires.  Signer certificates (and any extra chain
 certificates) are embedded.
 
+A signature whose key is split between phone and server cannot be one call: :func:`prepare`
+builds the signed attributes and returns a :class:`PreparedSignature` (storable as JSON with
+``to_dict``) that tells what to co-sign (``to_be_signed``, or ``digest()`` = ``e`` for SM2), and
+its ``finish`` checks the signature and assembles the CMS.  :func:`sign` and :func:`sign_digest`
+run the same code in one go.  :func:`add_signer` merges a second signer's SignedData over the
+same content (a pharmacist countersigning a doctor's prescription) into one SignedData.
+
 Threat model for verification: everything in the CMS blob is attacker-controlled.  Integrity
 (digest and signature) is checked against the embedded or supplied signer certificate, and
 trust is a separate result: a chain from that certificate to the caller's roots
@@ -27,19 +34,22 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Sequence
+import functools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from signcore import hashes
 from signcore._internal import algids
 from signcore._internal.asn1 import cms, core, load
+from signcore._internal.der import tlv
 from signcore._internal.keybase import Signer
 from signcore._internal.pem import is_pem, pem_blocks, pem_encode
 from signcore.algorithms import (
     DEFAULT_SM2_ID,
     OID_GM_DATA,
     OID_GM_SIGNED_DATA,
+    KeyType,
     SignatureAlgorithm,
 )
 from signcore.errors import (
@@ -52,14 +62,18 @@ from signcore.errors import (
 )
 from signcore.hashes import HashAlgorithm
 from signcore.path import ValidatedPath, validate_path
-from signcore.x509 import Certificate, names_equal
+from signcore.sm2 import MAX_ID_BYTES, SM2PublicKey
+from signcore.x509 import Certificate, load_certificate, names_equal
 
 __all__ = [
     "CMSFlavor",
     "CMSVerification",
+    "PreparedSignature",
     "SignerResult",
     "add_signature_timestamp",
+    "add_signer",
     "load_signed_data",
+    "prepare",
     "sign",
     "sign_digest",
     "signature_timestamp_token",
@@ -120,7 +134,8 @@ def sign(
                            include_signing_time, signer_id, content_type,
                            tuple(extra_signed_attributes))
     digest = hashes.digest(algorithm.hash_algorithm, data)
-    return _build(digest, None if detached else data, signer, certificate, options)
+    return _sign_prepared(_prepare(digest, None if detached else data, certificate, options),
+                          signer, certificate, options)
 
 
 def sign_digest(
@@ -141,12 +156,11 @@ def sign_digest(
     signature: the digest becomes the message-digest signed attribute.
     """
     algorithm = _algorithm(signer, certificate, signature_algorithm)
-    if len(message_digest) != algorithm.hash_algorithm.digest_size:
-        raise ValueError(f"a {algorithm.hash_algorithm.value} digest is "
-                         f"{algorithm.hash_algorithm.digest_size} bytes")
+    _check_digest_length(message_digest, algorithm)
     options = _SignOptions(CMSFlavor(flavor), algorithm, tuple(extra_certificates), signing_time,
                            include_signing_time, signer_id)
-    return _build(message_digest, None, signer, certificate, options)
+    return _sign_prepared(_prepare(message_digest, None, certificate, options),
+                          signer, certificate, options)
 
 
 def _algorithm(signer: Signer, certificate: Certificate,
@@ -155,6 +169,12 @@ def _algorithm(signer: Signer, certificate: Certificate,
     if public != certificate.public_key():
         raise InvalidKey("the signing key does not match the signer certificate")
     return public.resolve_algorithm(requested)
+
+
+def _check_digest_length(message_digest: bytes, algorithm: SignatureAlgorithm) -> None:
+    if len(message_digest) != algorithm.hash_algorithm.digest_size:
+        raise ValueError(f"a {algorithm.hash_algorithm.value} digest is "
+                         f"{algorithm.hash_algorithm.digest_size} bytes")
 
 
 @dataclass(frozen=True)
@@ -169,9 +189,25 @@ class _SignOptions:
     extra_signed_attributes: tuple[cms.CMSAttribute, ...] = ()
 
 
-def _build(digest: bytes, content: bytes | None, signer: Signer, certificate: Certificate,
-           options: _SignOptions) -> bytes:
-    flavor, algorithm = options.flavor, options.algorithm
+def _sign_prepared(prepared: PreparedSignature, signer: Signer, certificate: Certificate,
+                   options: _SignOptions) -> bytes:
+    """One-shot signing: the signer signs the prepared attributes at once.  The signature is not
+    re-verified (the signer holds the certificate's key; a co-signer checks its own output)."""
+    signature = signer.sign(prepared.to_be_signed, prepared.algorithm,
+                            signer_id=prepared.signer_id)
+    return _assemble(prepared, signature, _embedded(certificate, options.extra_certificates))
+
+
+def _embedded(certificate: Certificate,
+              extra_certificates: Sequence[Certificate]) -> tuple[Certificate, ...]:
+    """The certificates to embed: the signer's first, then the extra ones (without it)."""
+    return (certificate, *(c for c in extra_certificates if c != certificate))
+
+
+def _prepare(digest: bytes, content: bytes | None, certificate: Certificate,
+             options: _SignOptions) -> PreparedSignature:
+    """Build the signed attributes over ``digest``: the one code path of every CMS we sign."""
+    flavor = options.flavor
     econtent_type = options.content_type or flavor.data_oid
     attributes = [
         _attribute("content_type", cms.ContentType(econtent_type)),
@@ -181,9 +217,23 @@ def _build(digest: bytes, content: bytes | None, signer: Signer, certificate: Ce
         attributes.append(_attribute(
             "signing_time", _signing_time(options.signing_time or dt.datetime.now(dt.UTC))))
     attributes.extend(options.extra_signed_attributes)
-    signed_attrs = cms.CMSAttributes(attributes)
     # RFC 5652 section 5.4: the signature covers the DER of the attributes as a SET OF.
-    signature = signer.sign(signed_attrs.dump(), algorithm, signer_id=options.signer_id)
+    signed_attrs = bytes(cms.CMSAttributes(attributes).dump())
+    certs = _embedded(certificate, options.extra_certificates)
+    return PreparedSignature(
+        flavor=flavor, algorithm=options.algorithm, certificate=certificate.der,
+        extra_certificates=tuple(c.der for c in certs[1:]), signed_attributes=signed_attrs,
+        content=content, signer_id=options.signer_id)
+
+
+def _assemble(prepared: PreparedSignature, signature: bytes,
+              certs: Sequence[Certificate]) -> bytes:
+    """The DER ContentInfo(SignedData) of ``prepared`` with ``signature``; ``certs``: the signer
+    certificate first, then the extra certificates."""
+    flavor, algorithm, content = prepared.flavor, prepared.algorithm, prepared.content
+    certificate = certs[0]
+    signed_attrs = cms.CMSAttributes.load(prepared.signed_attributes)
+    econtent_type = _attribute_value(signed_attrs, "content_type").dotted
     digest_id = algids.digest_algorithm_id(algorithm.hash_algorithm)
     signer_info = cms.SignerInfo({
         "version": "v1",
@@ -200,7 +250,6 @@ def _build(digest: bytes, content: bytes | None, signer: Signer, certificate: Ce
         # asn1crypto types some eContent (TSTInfo) by content type; give it what it expects.
         spec = cms.EncapsulatedContentInfo._oid_specs.get(cms.ContentType.map(econtent_type))
         encap["content"] = spec.load(content) if spec is not None else content
-    certs = [certificate, *(c for c in options.extra_certificates if c != certificate)]
     signed_data = cms.SignedData({
         "version": "v1" if econtent_type == flavor.data_oid else "v3",
         "digest_algorithms": [digest_id],
@@ -210,6 +259,277 @@ def _build(digest: bytes, content: bytes | None, signer: Signer, certificate: Ce
     })
     return bytes(cms.ContentInfo({
         "content_type": flavor.signed_data_oid, "content": signed_data}).dump())
+
+
+# ---------------------------------------------------------------------------------------------
+# Two-phase signing (split keys)
+
+
+def prepare(
+    data: bytes | None,
+    certificate: Certificate,
+    *,
+    message_digest: bytes | None = None,
+    detached: bool = False,
+    flavor: CMSFlavor | str = CMSFlavor.RFC5652,
+    extra_certificates: Sequence[Certificate] = (),
+    signing_time: dt.datetime | None = None,
+    include_signing_time: bool = True,
+    signer_id: bytes = DEFAULT_SM2_ID,
+    signature_algorithm: SignatureAlgorithm | None = None,
+) -> PreparedSignature:
+    """The first phase of a CMS signature whose key is not at hand (a two-party SM2 key).
+
+    Give either the content ``data`` (attached unless ``detached``) or its ``message_digest``
+    (SM3 for SM2 certificates, SHA-256 for RSA/ECDSA; the CMS is then detached).  The result
+    holds the signed attributes: sign :attr:`PreparedSignature.to_be_signed` (or, with a raw
+    digest signer, :meth:`PreparedSignature.digest`), keep it meanwhile with
+    :meth:`PreparedSignature.to_dict`, and pass the signature to
+    :meth:`PreparedSignature.finish`.  The output equals what :func:`sign` /
+    :func:`sign_digest` make with the same arguments.
+    """
+    if (data is None) == (message_digest is None):
+        raise ValueError("give exactly one of data and message_digest")
+    algorithm = certificate.public_key().resolve_algorithm(signature_algorithm)
+    if algorithm.key_type is KeyType.SM2 and len(signer_id) > MAX_ID_BYTES:
+        raise InvalidKey(f"SM2 signer ID longer than {MAX_ID_BYTES} bytes")
+    options = _SignOptions(CMSFlavor(flavor), algorithm, tuple(extra_certificates), signing_time,
+                           include_signing_time, signer_id)
+    if message_digest is not None:
+        _check_digest_length(message_digest, algorithm)
+        return _prepare(message_digest, None, certificate, options)
+    assert data is not None
+    digest = hashes.digest(algorithm.hash_algorithm, data)
+    return _prepare(digest, None if detached else data, certificate, options)
+
+
+_PREPARED_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class PreparedSignature:
+    """A CMS signature waiting for its signature value (see :func:`prepare`).
+
+    Everything is kept as bytes (DER), so the object can be stored (:meth:`to_dict`) between
+    the request that prepared it and the one that brings the co-signature.
+    """
+
+    flavor: CMSFlavor
+    algorithm: SignatureAlgorithm
+    certificate: bytes  # the signer certificate, DER
+    extra_certificates: tuple[bytes, ...]  # DER, embedded after the signer certificate
+    signed_attributes: bytes  # DER of the SET OF signed attributes
+    content: bytes | None  # None: detached
+    signer_id: bytes = DEFAULT_SM2_ID
+
+    @property
+    def to_be_signed(self) -> bytes:
+        """What an ordinary signer signs (``signer.sign(to_be_signed, algorithm,
+        signer_id=...)``): the DER of the signed attributes as a SET OF (RFC 5652 5.4)."""
+        return self.signed_attributes
+
+    @property
+    def detached(self) -> bool:
+        return self.content is None
+
+    @property
+    def content_type(self) -> str:
+        """The eContentType (the content-type signed attribute), dotted."""
+        attrs = cms.CMSAttributes.load(self.signed_attributes)
+        return str(_attribute_value(attrs, "content_type").dotted)
+
+    @property
+    def message_digest(self) -> bytes:
+        """The message-digest signed attribute: the hash of the content."""
+        attrs = cms.CMSAttributes.load(self.signed_attributes)
+        return bytes(_attribute_value(attrs, "message_digest").native)
+
+    @functools.cached_property
+    def _certificates(self) -> tuple[Certificate, ...]:
+        return tuple(Certificate.from_stored(der)
+                     for der in (self.certificate, *self.extra_certificates))
+
+    @property
+    def signer_certificate(self) -> Certificate:
+        return self._certificates[0]
+
+    def digest(self) -> bytes:
+        """What a raw-digest signer signs (``sign_digest``): for SM2, ``e = SM3(Z_A ||
+        to_be_signed)`` with Z_A from the certificate's key and :attr:`signer_id`; for RSA and
+        ECDSA, the algorithm's hash of :attr:`to_be_signed`."""
+        public = self.signer_certificate.public_key()
+        if isinstance(public, SM2PublicKey):
+            return public.digest(self.signed_attributes, self.signer_id)
+        return hashes.digest(self.algorithm.hash_algorithm, self.signed_attributes)
+
+    def finish(self, signature: bytes) -> bytes:
+        """The DER ContentInfo(SignedData) carrying ``signature``.
+
+        Raises InvalidSignature unless ``signature`` verifies with the signer certificate's key
+        over the signed attributes (a wrong share, a wrong digest or a corrupted value never
+        becomes a CMS).
+        """
+        public = self.signer_certificate.public_key()
+        try:
+            public.verify(signature, self.signed_attributes, self.algorithm,
+                          signer_id=self.signer_id)
+        except (ValueError, TypeError) as exc:  # pyca on values that are not signatures at all
+            raise InvalidSignature(f"the signature does not verify: {exc}") from None
+        return _assemble(self, signature, self._certificates)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form (strings, lists and None only); :meth:`from_dict` reads it back."""
+        return {
+            "format": _PREPARED_FORMAT,
+            "flavor": self.flavor.value,
+            "algorithm": self.algorithm.value,
+            "certificate": self.certificate.hex(),
+            "extra_certificates": [der.hex() for der in self.extra_certificates],
+            "signed_attributes": self.signed_attributes.hex(),
+            "content": self.content.hex() if self.content is not None else None,
+            "signer_id": self.signer_id.hex(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PreparedSignature:
+        """Read back :meth:`to_dict`.  Everything is re-checked: DecodeError for malformed
+        values or signed attributes that do not fit the certificate or the content,
+        UnsupportedAlgorithm for an algorithm the certificate's key cannot use."""
+        try:
+            if data["format"] != _PREPARED_FORMAT:
+                raise DecodeError(f"unknown prepared-signature format {data['format']!r}")
+            flavor = CMSFlavor(data["flavor"])
+            algorithm = SignatureAlgorithm(data["algorithm"])
+            certificate = load_certificate(_unhex(data["certificate"]))
+            extras = [load_certificate(_unhex(h)) for h in _list(data["extra_certificates"])]
+            signed_attributes = _unhex(data["signed_attributes"])
+            content = None if data["content"] is None else _unhex(data["content"])
+            signer_id = _unhex(data["signer_id"])
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, SigncoreError):
+                raise
+            raise DecodeError(f"not a stored prepared signature: {exc!r}") from None
+        certificate.public_key().resolve_algorithm(algorithm)
+        attrs = load(cms.CMSAttributes, signed_attributes, "signed attributes")
+        content_type = _attribute_value(attrs, "content_type")
+        message_digest = _attribute_value(attrs, "message_digest")
+        if content_type in (None, _DUPLICATE) or message_digest in (None, _DUPLICATE):
+            raise DecodeError("the signed attributes need one content-type and one "
+                              "message-digest")
+        digest = bytes(message_digest.native)
+        if len(digest) != algorithm.hash_algorithm.digest_size:
+            raise DecodeError("the message-digest attribute does not fit the algorithm")
+        if content is not None and not hashes.constant_time_equal(
+                digest, hashes.digest(algorithm.hash_algorithm, content)):
+            raise DecodeError("the message-digest attribute does not match the content")
+        return cls(flavor, algorithm, certificate.der, tuple(c.der for c in extras),
+                   signed_attributes, content, signer_id)
+
+
+def _unhex(value: Any) -> bytes:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a hex string, got {type(value).__name__}")
+    return bytes.fromhex(value)
+
+
+def _list(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise TypeError(f"expected a list, got {type(value).__name__}")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Several signers
+
+
+def add_signer(existing: bytes, other: bytes) -> bytes:
+    """One SignedData with the SignerInfos of ``existing`` followed by those of ``other``.
+
+    Both must be SignedData (DER or PEM) of the same flavour over the same content: the same
+    eContentType, and equal content when both carry it (the result keeps the content if either
+    has it), and message-digest attributes that agree with that content (or, when both are
+    detached, with each other).  Digest algorithms, certificates and CRLs are merged without
+    duplicates; every SignerInfo keeps its bytes (signed and unsigned attributes included), so
+    the signatures and their time stamps still verify.  This is how a pharmacist countersigns
+    the prescription a doctor signed.  Raises DecodeError for input that is not SignedData and
+    ValueError for SignedData that cannot be merged.
+    """
+    flavor, first = load_signed_data(existing)
+    other_flavor, second = load_signed_data(other)
+    if flavor is not other_flavor:
+        raise ValueError(f"cannot merge a {flavor.value} SignedData with a "
+                         f"{other_flavor.value} one")
+    encaps = first["encap_content_info"], second["encap_content_info"]
+    content_type = encaps[0]["content_type"].dotted
+    if encaps[1]["content_type"].dotted != content_type:
+        raise ValueError("the two SignedData have different content types")
+    contents = _econtent_bytes(encaps[0]["content"]), _econtent_bytes(encaps[1]["content"])
+    if None not in contents and contents[0] != contents[1]:
+        raise ValueError("the two SignedData carry different content")
+    content = contents[0] if contents[0] is not None else contents[1]
+    infos = [*first["signer_infos"], *second["signer_infos"]]
+    if not len(second["signer_infos"]):
+        raise ValueError("the SignedData to add has no SignerInfo")
+    known = {bytes(i.dump()) for i in first["signer_infos"]}
+    if any(bytes(i.dump()) in known for i in second["signer_infos"]):
+        raise ValueError("that signature is already in the SignedData")
+    _check_same_content(infos, content)
+    merged: dict[str, Any] = {
+        "version": max(int(first["version"]), int(second["version"])),
+        "digest_algorithms": _union(first["digest_algorithms"], second["digest_algorithms"]),
+        "encap_content_info": encaps[0] if contents[0] is not None or content is None
+        else encaps[1],
+        "signer_infos": _in_order(infos),
+    }
+    for name in ("certificates", "crls"):
+        values = _union(first[name] or [], second[name] or [])
+        if values:
+            merged[name] = values
+    return bytes(cms.ContentInfo({"content_type": flavor.signed_data_oid,
+                                  "content": cms.SignedData(merged)}).dump(force=False))
+
+
+def _in_order(infos: Sequence[cms.SignerInfo]) -> cms.SignerInfos:
+    """SignerInfos in the order given.  asn1crypto would sort a SET OF by encoding (DER); CMS
+    allows BER outside the signed attributes (RFC 5652 section 2), and keeping the order keeps
+    each signer's index (:func:`signature_value`, :func:`add_signature_timestamp`) stable."""
+    return load(cms.SignerInfos, tlv(0x31, b"".join(bytes(i.dump()) for i in infos)),
+                "SignerInfos")
+
+
+def _union(first: Any, second: Any) -> list[Any]:
+    """The elements of ``first`` then those of ``second`` not already there (by DER)."""
+    seen: set[bytes] = set()
+    out = []
+    for value in (*first, *second):
+        der = bytes(value.dump())
+        if der not in seen:
+            seen.add(der)
+            out.append(value)
+    return out
+
+
+def _check_same_content(infos: Sequence[cms.SignerInfo], content: bytes | None) -> None:
+    """ValueError unless every message-digest attribute is the hash of ``content`` (or, with
+    no content at hand, equal to the others of the same digest algorithm)."""
+    expected: dict[HashAlgorithm, bytes] = {}
+    for info in infos:
+        attrs = info["signed_attrs"]
+        if not attrs:
+            continue  # a signature directly over the content: nothing to compare here
+        try:
+            algorithm = algids.hash_from_digest_id(info["digest_algorithm"])
+        except UnsupportedAlgorithm:
+            continue  # verify() reports it
+        value = _attribute_value(attrs, "message_digest")
+        if value is None or value is _DUPLICATE:
+            continue  # verify() reports it
+        digest = bytes(value.native)
+        if algorithm not in expected:
+            expected[algorithm] = (hashes.digest(algorithm, content) if content is not None
+                                   else digest)
+        if not hashes.constant_time_equal(digest, expected[algorithm]):
+            raise ValueError("the two SignedData sign different content")
 
 
 def to_pem(der: bytes) -> bytes:
@@ -296,12 +616,21 @@ def add_signature_timestamp(data: bytes, token: bytes, index: int = 0) -> bytes:
     infos = signed_data["signer_infos"]
     if not 0 <= index < len(infos):
         raise DecodeError(f"no SignerInfo {index}")
-    stamp = load(cms.ContentInfo, token, "time-stamp token")
+    load(cms.ContentInfo, token, "time-stamp token")  # a well-formed token, or DecodeError
+    # Written from the parts' own encodings: placing the parsed token into a freshly built
+    # attribute makes asn1crypto copy and re-encode it (seconds for an RSA token), and would
+    # re-sort the SET OF SignerInfo (changing the signers' indexes).
     info = infos[index]
-    kept = [a for a in (info["unsigned_attrs"] or [])
+    stamp = tlv(0x30, bytes(cms.CMSAttributeType("signature_time_stamp_token").dump())
+                + tlv(0x31, token))
+    kept = [bytes(a.dump()) for a in (info["unsigned_attrs"] or [])
             if a["type"].native != "signature_time_stamp_token"]
-    info["unsigned_attrs"] = cms.CMSAttributes(
-        [*kept, _attribute("signature_time_stamp_token", stamp)])
+    signed_part = b"".join(bytes(info[name].dump()) for name in (
+        "version", "sid", "digest_algorithm", "signed_attrs", "signature_algorithm", "signature"))
+    stamped = tlv(0x30, signed_part + tlv(0xA1, b"".join(sorted([*kept, stamp]))))  # DER SET
+    encoded = [stamped if i == index else bytes(other.dump()) for i, other in enumerate(infos)]
+    signed_data["signer_infos"] = load(cms.SignerInfos, tlv(0x31, b"".join(encoded)),
+                                       "SignerInfos")
     return bytes(cms.ContentInfo({"content_type": flavor.signed_data_oid,
                                   "content": signed_data}).dump(force=False))
 

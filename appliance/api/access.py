@@ -29,12 +29,13 @@ ROLES = (SYSTEM_ADMIN, SECURITY_ADMIN, AUDIT_ADMIN, REVIEWER)
 
 @dataclasses.dataclass(frozen=True)
 class Principal:
-    """An authenticated caller: a console account (``kind="admin"``, one role) or an
-    application credential (``kind="app"``, its scopes)."""
+    """An authenticated caller: a console account (``kind="admin"``, one role), an
+    application credential (``kind="app"``, its scopes) or a signer's bound phone
+    (``kind="device"``: ``name`` is the device id, ``id`` the signer's)."""
 
-    kind: str  # admin | app
-    name: str  # username or key id
-    id: int
+    kind: str  # admin | app | device
+    name: str  # username, key id or device id
+    id: int  # admin id, application id or signer id
     role: str | None = None
     scopes: frozenset[str] = frozenset()
 
@@ -44,6 +45,7 @@ class Access:
     public: bool = False
     roles: frozenset[str] = frozenset()
     scopes: frozenset[str] = frozenset()
+    device: bool = False  # a signer's bound phone (device-signed request)
 
     def allows(self, principal: Principal | None) -> bool:
         if self.public:
@@ -52,10 +54,13 @@ class Access:
             return False
         if principal.kind == "admin":
             return principal.role in self.roles
+        if principal.kind == "device":
+            return self.device
         return bool(self.scopes & principal.scopes)
 
 
 PUBLIC = Access(public=True)
+DEVICE = Access(device=True)
 
 
 def roles(*names: str) -> Access:
@@ -71,7 +76,8 @@ def scopes(*names: str) -> Access:
 
 def either(*accesses: Access) -> Access:
     return Access(roles=frozenset().union(*(a.roles for a in accesses)),
-                  scopes=frozenset().union(*(a.scopes for a in accesses)))
+                  scopes=frozenset().union(*(a.scopes for a in accesses)),
+                  device=any(a.device for a in accesses))
 
 
 class Authenticator(Protocol):
@@ -105,7 +111,8 @@ class AccessControl:
         if rule.allows(principal):
             return
         if principal is None:
-            raise Unauthorized("sign in, or sign the request with an application credential")
+            raise Unauthorized("sign in, or sign the request with an application credential "
+                               "or a bound device key")
         raise Forbidden("your role or credential scopes do not allow this operation")
 
     def _principal(self, req: falcon.Request) -> Principal | None:

@@ -27,13 +27,14 @@ from collections.abc import Callable
 
 import falcon
 
-from appliance.api import hmac_signing
+from appliance.api import device_signing, hmac_signing
 from appliance.api.access import Authenticator, Principal
 from appliance.config import Config
 from appliance.custody import KeyHolder
 from appliance.errors import Forbidden
 from appliance.services.admins import AdminService, AuditHook
 from appliance.services.applications import ApplicationService, NonceRecorder
+from appliance.services.devices import DeviceService
 from appliance.storage import Database
 
 CSRF_HEADER = "X-CSRF-Token"
@@ -96,6 +97,8 @@ class HmacAuthenticator:
     def authenticate(self, req: falcon.Request) -> Principal | None:
         header = req.get_header("Authorization")
         if not hmac_signing.is_signed(header):
+            if device_signing.is_device_signed(header):
+                return None  # the device authenticator's
             if req.get_header(hmac_signing.TIMESTAMP_HEADER) or req.get_header(
                     hmac_signing.NONCE_HEADER):
                 raise hmac_signing.AuthHeadersMissing("缺少 Authorization 请求头")
@@ -113,6 +116,32 @@ class HmacAuthenticator:
             lambda secret: hmac_signing.signature_matches(algorithm, secret, message, signature))
         return Principal(kind="app", name=credential.key_id, id=credential.id,
                          scopes=credential.scopes)
+
+
+class DeviceAuthenticator:
+    """Signers' bound phones: MEDSIGN-DEVICE-SM2 signed requests (device_signing).  Like
+    application requests, a request claiming the scheme authenticates or is refused."""
+
+    def __init__(self, devices: DeviceService, max_skew_seconds: int, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._devices, self._skew, self._clock = devices, max_skew_seconds, clock
+
+    def authenticate(self, req: falcon.Request) -> Principal | None:
+        header = req.get_header("Authorization")
+        if not device_signing.is_device_signed(header):
+            return None
+        assert header is not None
+        device_id, signature = device_signing.parse_authorization(header)
+        timestamp = hmac_signing.check_timestamp(
+            req.get_header(hmac_signing.TIMESTAMP_HEADER), self._skew, self._clock())
+        nonce = hmac_signing.check_nonce(req.get_header(hmac_signing.NONCE_HEADER))
+        message = device_signing.string_to_sign(
+            method=req.method, decoded_path=decoded_path(req), query=req.query_string,
+            body=raw_body(req), timestamp=timestamp, nonce=nonce)
+        device = self._devices.authenticate(
+            device_id, nonce,
+            lambda key: device_signing.signature_matches(key, message, signature))
+        return Principal(kind="device", name=device.id, id=device.signer_id)
 
 
 class SessionAuthenticator:
@@ -156,12 +185,17 @@ def services(database: Database, key_holder: KeyHolder, config: Config, *,
 
 def authenticators(database: Database, key_holder: KeyHolder, config: Config, *,
                    admins: AdminService | None = None,
-                   applications: ApplicationService | None = None) -> list[Authenticator]:
-    """Signed application requests first, then console sessions."""
+                   applications: ApplicationService | None = None,
+                   devices: DeviceService | None = None) -> list[Authenticator]:
+    """Signed application requests first, then device-signed ones, then console sessions."""
     if admins is None or applications is None:
         admins, applications = services(database, key_holder, config)
-    return [HmacAuthenticator(applications, config.security.request_max_skew_seconds),
-            SessionAuthenticator(admins, SessionCookie(config.security.cookie_secure))]
+    found: list[Authenticator] = [
+        HmacAuthenticator(applications, config.security.request_max_skew_seconds)]
+    if devices is not None:
+        found.append(DeviceAuthenticator(devices, config.security.request_max_skew_seconds))
+    found.append(SessionAuthenticator(admins, SessionCookie(config.security.cookie_secure)))
+    return found
 
 
 def session_expiry(req: falcon.Request) -> dt.datetime | None:

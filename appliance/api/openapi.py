@@ -233,9 +233,10 @@ def _access_of(resource: object, method: str) -> Access | None:
 
 def _security(rule: Access | None) -> tuple[list[dict[str, list[str]]], dict[str, Any]]:
     if rule is None:
-        return [], {"public": False, "roles": [], "scopes": [], "declared": False}
+        return [], {"public": False, "roles": [], "scopes": [], "device": False,
+                    "declared": False}
     extension = {"public": rule.public, "roles": sorted(rule.roles),
-                 "scopes": sorted(rule.scopes)}
+                 "scopes": sorted(rule.scopes), "device": rule.device}
     if rule.public:
         return [], extension
     alternatives: list[dict[str, list[str]]] = []
@@ -243,6 +244,8 @@ def _security(rule: Access | None) -> tuple[list[dict[str, list[str]]], dict[str
         alternatives.append({"consoleSession": sorted(rule.roles)})
     if rule.scopes:
         alternatives.append({"applicationHmac": sorted(rule.scopes)})
+    if rule.device:
+        alternatives.append({"deviceSignature": []})
     return alternatives, extension
 
 
@@ -254,6 +257,8 @@ def _describe_access(extension: Mapping[str, Any]) -> str:
         parts.append("console roles " + ", ".join(extension["roles"]))
     if extension["scopes"]:
         parts.append("application scopes " + ", ".join(extension["scopes"]))
+    if extension.get("device"):
+        parts.append("a signer's bound device")
     return "Access: " + (" or ".join(parts) if parts else "nobody (deny by default)") + "."
 
 
@@ -326,6 +331,14 @@ def _components(routes_: list[Route], session_cookie: str) -> dict[str, Any]:
                                "keyId=..., signature=...` (or MEDSIGN-HMAC-SHA256) with "
                                "`X-Medsign-Timestamp` and `X-Medsign-Nonce`; the string to "
                                "sign is specified in appliance/api/hmac_signing.py.",
+            },
+            "deviceSignature": {
+                "type": "apiKey", "in": "header", "name": "Authorization",
+                "description": "A signer's bound phone: `Authorization: MEDSIGN-DEVICE-SM2 "
+                               "deviceId=..., signature=...` with `X-Medsign-Timestamp` and "
+                               "`X-Medsign-Nonce`; an SM2 signature (device key, default "
+                               "signer ID) over the same string to sign as applicationHmac "
+                               "with SM3 (appliance/api/device_signing.py).",
             },
             "consoleSession": {
                 "type": "apiKey", "in": "cookie", "name": session_cookie,

@@ -2,9 +2,10 @@
 
 Every ``ca.worker_interval_seconds`` (or once, with ``--once``, e.g. from a systemd timer): the
 silent renewal pass of :mod:`appliance.services.renewal` (which also republishes the built-in
-CA's CRLs).  It needs the unsealed KEK like the operator's commands (the running server's
-custodian, the demo passphrase file, or ``--passphrase-file``).  SIGTERM ends it after the pass
-under way.
+CA's CRLs), the expiry of sign requests past their deadline, and the delivery of due webhooks
+(retries; the server delivers new events at once).  It needs the unsealed KEK like the
+operator's commands (the running server's custodian, the demo passphrase file, or
+``--passphrase-file``).  SIGTERM ends it after the pass under way.
 """
 
 from __future__ import annotations
@@ -21,17 +22,25 @@ from appliance.cli._operator import _PASSPHRASE_OPTION, _open
 
 
 def _services(config_path: str | None, passphrase_file: str | None) -> tuple[Any, Any, Any]:
+    from appliance.services.applications import ApplicationService  # noqa: PLC0415
     from appliance.services.audit import AuditLog  # noqa: PLC0415 -- fast start-up
     from appliance.services.ca import CaService  # noqa: PLC0415
     from appliance.services.channels import ChannelService  # noqa: PLC0415
     from appliance.services.renewal import RenewalService  # noqa: PLC0415
+    from appliance.services.sign_requests import SignRequestService  # noqa: PLC0415
+    from appliance.services.signer_keys import SignerKeyService  # noqa: PLC0415
+    from appliance.services.webhooks import WebhookService  # noqa: PLC0415
 
     config, database, holder = _open(config_path, passphrase_file)
     audit = AuditLog(database, holder, config.audit)
     ca = CaService(database, holder, public_url=config.server.public_url, audit=audit)
     channels = ChannelService(database, holder, ca, audit=audit)
-    return (config, RenewalService(database, ca, channels, config.ca, audit=audit),
-            (audit, database))
+    webhooks = WebhookService(database, ApplicationService(database, holder, config.security),
+                              audit=audit)
+    requests = SignRequestService(database, SignerKeyService(database, holder, ca, channels,
+                                                             audit=audit), webhooks, audit=audit)
+    return (config, (RenewalService(database, ca, channels, config.ca, audit=audit), requests,
+                     webhooks), (audit, database))
 
 
 @click.command(name="worker")
@@ -39,8 +48,9 @@ def _services(config_path: str | None, passphrase_file: str | None) -> tuple[Any
 @_PASSPHRASE_OPTION
 @click.option("--once", is_flag=True, help="one pass, then exit (for a systemd timer)")
 def worker(config_path: str | None, passphrase_file: str | None, once: bool) -> int:
-    """Background work: silent certificate renewal and CRL publication."""
-    config, renewal, (audit, database) = _services(config_path, passphrase_file)
+    """Background work: certificate renewal, CRLs, sign-request expiry, webhook retries."""
+    config, (renewal, requests, webhooks), (audit, database) = _services(config_path,
+                                                                        passphrase_file)
     stop = threading.Event()
     if not once:
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -49,6 +59,11 @@ def worker(config_path: str | None, passphrase_file: str | None, once: bool) -> 
             result = renewal.run_once().to_json()
             click.echo(json.dumps({"pass": "renewal", **result}, ensure_ascii=False),
                        err=False)
+            expired = requests.expire_due()
+            delivered, failed = webhooks.deliver_due()
+            click.echo(json.dumps({"pass": "sign-requests", "expired": expired,
+                                   "webhooks_delivered": delivered,
+                                   "webhooks_failed": failed}))
             if once:
                 break
             if stop.wait(max(1, config.ca.worker_interval_seconds)):

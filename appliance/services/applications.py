@@ -340,6 +340,15 @@ class ApplicationService:
         self._maybe_purge(now)
         return known.credential
 
+    def record_nonce(self, key_id: str, nonce: str) -> bool:
+        """Remember a signed request's nonce for ``key_id`` (any signed caller: devices use
+        their device id); False when it was seen before."""
+        now = self._now()
+        if not self._nonces.record(key_id, nonce, now):
+            return False
+        self._maybe_purge(now)
+        return True
+
     def _known(self, key_id: str, keyring: Keyring) -> _Known:
         """The credential and its opened secret, from the per-process cache (at most
         CREDENTIAL_CACHE_SECONDS old) or the database.  Unknown key ids are cached too, with

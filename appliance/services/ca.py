@@ -315,7 +315,7 @@ class CaService:
 
     def record_issued(self, certificate: Certificate, *, channel: str, profile: str,
                       actor: Actor | None, key_id: str | None = None,
-                      builtin: bool = False) -> CertificateInfo:
+                      signer_id: int | None = None, builtin: bool = False) -> CertificateInfo:
         """Keep a certificate a channel issued (the built-in CA stored it already: then only
         the key id and who asked are added)."""
         serial_hex = f"{certificate.serial_number:x}"
@@ -326,7 +326,7 @@ class CaService:
                 if row is None:
                     raise NotFound(f"没有证书 {serial_hex}")
                 conn.execute(update(C).where(C.c.id == row.id).values(
-                    key_id=key_id, created_by=actor_label(actor)))
+                    key_id=key_id, signer_id=signer_id, created_by=actor_label(actor)))
                 certificate_id = row.id
             else:
                 certificate_id = conn.execute(insert(C).values(
@@ -334,7 +334,8 @@ class CaService:
                     subject=certificate.subject,
                     key_type=certificate.public_key().key_type.value,
                     not_before=certificate.not_before, not_after=certificate.not_after,
-                    der=certificate.der, key_id=key_id, status="active", created_at=_now(),
+                    der=certificate.der, key_id=key_id, signer_id=signer_id, status="active",
+                    created_at=_now(),
                     created_by=actor_label(actor)).returning(C.c.id)).scalar_one()
         return self.get(int(certificate_id))
 

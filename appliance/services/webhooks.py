@@ -36,6 +36,7 @@ import datetime as dt
 import http.client
 import json
 import logging
+import threading
 import time
 import urllib.parse
 import uuid
@@ -98,6 +99,42 @@ def signature_headers(*, key_id: str, secret: bytes, event_id: str, event_type: 
     return {"Content-Type": "application/json", "X-Medsign-Event-Id": event_id,
             "X-Medsign-Event-Type": event_type, "X-Medsign-Timestamp": str(timestamp),
             "X-Medsign-Signature": f"MEDSIGN-HMAC-SM3 keyId={key_id}, signature={signature}"}
+
+
+class Dispatcher:
+    """Delivers webhooks right after a change enqueued them, from a short-lived background
+    thread of the serving process: :meth:`nudge` starts one if none runs; it delivers what
+    is due, waits ``linger`` seconds for another nudge, and ends.  Retries later than that are
+    ``medsign worker``'s (every pass delivers what is due)."""
+
+    def __init__(self, service: WebhookService, linger: float = 2.0) -> None:
+        self._service, self._linger = service, linger
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._running = False
+
+    def nudge(self) -> None:
+        self._wake.set()
+        with self._lock:
+            if self._running:
+                return
+            self._running = True
+        threading.Thread(target=self._run, name="medsign-webhooks", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                self._wake.clear()
+                self._service.deliver_due()
+                if not self._wake.wait(self._linger):
+                    with self._lock:
+                        if not self._wake.is_set():
+                            self._running = False
+                            return
+        except Exception:  # the worker's next pass retries
+            LOG.exception("webhook delivery failed")
+            with self._lock:
+                self._running = False
 
 
 class WebhookService:

@@ -262,3 +262,163 @@ trust_anchors = Table(
     Column("created_at", Timestamp, nullable=False),
     Column("created_by", String(128), nullable=False, default=""),
 )
+
+# 0008: signers' phones and split keys, sign requests from the hospital's systems, the tasks
+# they give signers, co-sign sessions, auto-sign authorizations and the phone's message center.
+devices = Table(
+    "devices", metadata,
+    Column("id", String(32), primary_key=True),  # dv_...
+    Column("signer_id", BigId, ForeignKey("signers.id"), nullable=False),
+    Column("public_key", LargeBinary, nullable=False),  # the device's SM2 key (SPKI DER)
+    Column("name", String(64), nullable=False, default=""),
+    Column("status", String(16), nullable=False, default="active"),  # active | revoked
+    Column("created_at", Timestamp, nullable=False),
+    Column("last_seen_at", Timestamp, nullable=True),
+    Column("revoked_at", Timestamp, nullable=True),
+    Index("ix_devices_signer", "signer_id", "status"),
+)
+
+activation_codes = Table(
+    "activation_codes", metadata,
+    Column("code_hmac", String(64), primary_key=True),  # the code itself is never stored
+    Column("signer_id", BigId, ForeignKey("signers.id"), nullable=False),
+    Column("expires_at", Timestamp, nullable=False),
+    Column("used_at", Timestamp, nullable=True),
+    Column("device_id", String(32), nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("created_by", String(128), nullable=False, default=""),
+    Index("ix_activation_codes_signer", "signer_id"),
+)
+
+signer_keys = Table(
+    "signer_keys", metadata,
+    Column("id", String(32), primary_key=True),  # sk_...
+    Column("signer_id", BigId, ForeignKey("signers.id"), nullable=False),
+    Column("device_id", String(32), ForeignKey("devices.id"), nullable=False),
+    Column("algorithm", String(8), nullable=False),  # sm2
+    Column("public_key", LargeBinary, nullable=False),  # the joint public point
+    Column("share_wrapped", LargeBinary, nullable=False),  # the server share under the KEK
+    Column("pin_wrapped", LargeBinary, nullable=False),  # keysplit.pin.PinRecord under the KEK
+    Column("version", Integer, nullable=False, default=1),  # compare-and-swap of pin_wrapped
+    # enrolling | active | retired | revoked | failed
+    Column("status", String(16), nullable=False, default="enrolling"),
+    Column("enrollment", Text, nullable=True),  # the pending enrollment (JSON)
+    Column("certificate_id", BigId, ForeignKey("certificates.id"), nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    Index("ix_signer_keys_signer", "signer_id", "status"),
+)
+
+cosign_sessions = Table(
+    "cosign_sessions", metadata,
+    Column("id", String(64), primary_key=True),  # the protocol session id (hex)
+    Column("kind", String(16), nullable=False),  # keygen | enroll | sign
+    Column("device_id", String(32), ForeignKey("devices.id"), nullable=False),
+    Column("key_id", String(32), nullable=True),  # signer_keys.id
+    Column("state", Text, nullable=False),  # the keysplit state (JSON, no secrets)
+    Column("context", Text, nullable=False, default="{}"),  # tasks and prepared CMS (JSON)
+    Column("version", Integer, nullable=False, default=1),  # compare-and-swap of the state
+    Column("status", String(16), nullable=False, default="open"),  # open | done
+    Column("expires_at", Timestamp, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Index("ix_cosign_sessions_expires", "expires_at"),
+)
+
+sign_requests = Table(
+    "sign_requests", metadata,
+    Column("id", String(36), primary_key=True),  # uuid
+    Column("application_id", BigId, ForeignKey("applications.id"), nullable=False),
+    Column("idempotency_key", String(128), nullable=True),
+    Column("fingerprint", String(64), nullable=False),  # SM3 of the canonical request
+    Column("title", String(200), nullable=False, default=""),
+    Column("format", String(16), nullable=False),  # cms-attached | cms-detached | raw
+    Column("flavour", String(8), nullable=False),  # rfc5652 | gmt0010
+    # pending | completed | rejected | cancelled | expired
+    Column("status", String(16), nullable=False, default="pending"),
+    Column("callback_url", Text, nullable=True),
+    Column("expires_at", Timestamp, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    Column("finished_at", Timestamp, nullable=True),
+    UniqueConstraint("application_id", "idempotency_key", name="uq_sign_requests_idempotency"),
+    Index("ix_sign_requests_status", "status", "expires_at"),
+)
+
+sign_documents = Table(
+    "sign_documents", metadata,
+    Column("request_id", String(36), ForeignKey("sign_requests.id"), primary_key=True),
+    Column("idx", Integer, primary_key=True, autoincrement=False),
+    Column("name", String(200), nullable=False, default=""),
+    Column("media_type", String(100), nullable=False, default="application/octet-stream"),
+    Column("content", LargeBinary, nullable=True),  # absent when only a digest was sent
+    Column("size", BigInteger, nullable=True),
+    Column("digest_algorithm", String(16), nullable=False),  # sm3 | sha256
+    Column("digest", LargeBinary, nullable=False),
+    Column("signature", LargeBinary, nullable=True),  # CMS with every signer so far, or raw
+)
+
+sign_tasks = Table(
+    "sign_tasks", metadata,
+    Column("id", String(32), primary_key=True),  # tk_...
+    Column("request_id", String(36), ForeignKey("sign_requests.id"), nullable=False),
+    Column("step", Integer, nullable=False),  # 0, 1, ... in the signers' order
+    Column("signer_id", BigId, ForeignKey("signers.id"), nullable=False),
+    Column("action", String(8), nullable=False),  # sign | review
+    # waiting | pending | signed | rejected | cancelled | expired
+    Column("status", String(16), nullable=False, default="waiting"),
+    Column("reason", Text, nullable=False, default=""),
+    Column("device_id", String(32), nullable=True),
+    Column("certificate_id", BigId, nullable=True),
+    Column("auto_sign_id", String(32), nullable=True),
+    Column("signatures", Text, nullable=True),  # JSON: raw signature values per document
+    Column("finished_at", Timestamp, nullable=True),
+    Index("ix_sign_tasks_signer", "signer_id", "status"),
+    Index("ix_sign_tasks_request", "request_id", "step"),
+)
+
+auto_sign_grants = Table(
+    "auto_sign_grants", metadata,
+    Column("id", String(32), primary_key=True),  # as_...
+    Column("signer_id", BigId, ForeignKey("signers.id"), nullable=False),
+    Column("device_id", String(32), ForeignKey("devices.id"), nullable=False),
+    Column("not_before", Timestamp, nullable=False),
+    Column("not_after", Timestamp, nullable=False),
+    Column("max_count", Integer, nullable=False),
+    Column("used_count", Integer, nullable=False, default=0),
+    Column("status", String(16), nullable=False, default="active"),  # active | revoked
+    Column("created_at", Timestamp, nullable=False),
+    Column("revoked_at", Timestamp, nullable=True),
+    Index("ix_auto_sign_grants_signer", "signer_id", "status"),
+)
+
+mobile_messages = Table(
+    "mobile_messages", metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("signer_id", BigId, ForeignKey("signers.id"), nullable=False),
+    Column("kind", String(32), nullable=False),  # task | result | key | auto-sign | notice
+    Column("title", String(200), nullable=False),
+    Column("body", Text, nullable=False, default=""),
+    Column("task_id", String(32), nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("read_at", Timestamp, nullable=True),
+    Index("ix_mobile_messages_signer", "signer_id", "id"),
+)
+
+qr_sessions = Table(
+    "qr_sessions", metadata,
+    Column("id", String(36), primary_key=True),  # uuid, in the QR code
+    Column("application_id", BigId, ForeignKey("applications.id"), nullable=False),
+    Column("purpose", String(8), nullable=False),  # login | sign
+    Column("challenge", LargeBinary, nullable=False),  # 32 random bytes
+    Column("payload", Text, nullable=False, default="{}"),  # sign: the documents (JSON)
+    # waiting | scanned | confirmed | cancelled | expired
+    Column("status", String(16), nullable=False, default="waiting"),
+    Column("signer_id", BigId, ForeignKey("signers.id"), nullable=True),
+    Column("device_id", String(32), nullable=True),
+    Column("sign_request_id", String(36), nullable=True),
+    Column("result", Text, nullable=True),  # login: the signed assertion (JSON)
+    Column("expires_at", Timestamp, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("scanned_at", Timestamp, nullable=True),
+    Column("confirmed_at", Timestamp, nullable=True),
+)

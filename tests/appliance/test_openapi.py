@@ -102,7 +102,7 @@ def test_every_operation_carries_the_access_declaration(appliance: Appliance,
         rule = declared_access(resources[path])[method]
         access = op["x-medsign-access"]
         assert access == {"public": rule.public, "roles": sorted(rule.roles),
-                          "scopes": sorted(rule.scopes)}, (method, path)
+                          "scopes": sorted(rule.scopes), "device": rule.device}, (method, path)
         if rule.public:
             assert op["security"] == [], (method, path)
             continue

@@ -38,14 +38,18 @@ from appliance.api.access import (
     Principal,
     declared_access,
 )
+from appliance.api.device_signing import sign_request as device_request
 from appliance.api.hmac_signing import sign_request
 from appliance.config import Config, SecurityConfig
 from appliance.custody import KekStore, KeyHolder, Keyring
 from appliance.custody.kek import new_kek
 from appliance.services.admins import AdminService
 from appliance.services.applications import ALL_SCOPES, ApplicationService
+from appliance.services.devices import DeviceService
+from appliance.services.signers import ACTIVE, SignerService, validate
 from appliance.storage import Database
 from appliance.wsgi import build
+from signcore.sm2 import SM2PrivateKey
 
 PASSWORD = "matrix password 1"
 COOKIE = "__Host-medsign_session"
@@ -66,7 +70,12 @@ PUBLIC_OPERATIONS = {
     # RFC 3161 clients cannot sign their requests (the hospital's network protects /tsa).
     ("POST", "/tsa"),
     ("POST", "/tsa/{algorithm}"),
+    # A phone binds itself with a one-time activation code (80 random bits, single use).
+    ("POST", "/api/v1/mobile/activate"),
 }
+# A signer's bound phone reaches the mobile API and nothing else; the mobile API is for phones
+# only (activation aside).
+MOBILE_PREFIX = "/api/v1/mobile/"
 # The audit administrator's own session and identity (besides audit reads).
 OWN_SESSION_OPERATIONS = {
     ("POST", "/api/v1/console/login"),
@@ -101,6 +110,8 @@ class Caller:
     admin_id: int = 0
     key_id: str = ""
     secret: str = ""
+    device_id: str = ""
+    device_key: SM2PrivateKey | None = None
 
 
 def _concrete(template: str) -> str:
@@ -149,6 +160,7 @@ class Matrix:
         self.callers = [Caller("anonymous", None)]
         self.callers += [self._account(role) for role in ROLES]
         self.callers += [self._credential(scope) for scope in ALL_SCOPES]
+        self.callers.append(self._device(database))
 
     def _account(self, role: str) -> Caller:
         username = "rbac-" + role.replace("_", "-")
@@ -167,6 +179,19 @@ class Matrix:
                                                  id=credential.id, scopes=frozenset({scope})),
                       key_id=credential.key_id, secret=secret)
 
+    def _device(self, database: Database) -> Caller:
+        signers = SignerService(database, self.holder)
+        record = signers.prepare(self.keyring, validate({
+            "kind": "doctor", "name": "矩阵医生", "id_number": "11010519491231002X"}))
+        (signer_id,) = signers.insert_many([record], _Cli(), status=ACTIVE)
+        assert isinstance(signer_id, int)
+        devices = DeviceService(database, self.apps)
+        code = devices.issue_activation(_Cli(), signer_id).code
+        key = SM2PrivateKey.generate()
+        device = devices.activate(code, key.public_key().to_der(), "matrix")
+        return Caller("device", Principal(kind="device", name=device.id, id=signer_id),
+                      device_id=device.id, device_key=key)
+
     def send(self, caller: Caller, op: Operation) -> falcon.testing.Result:
         body = b"{}" if op.method in ("POST", "PUT", "PATCH") else b""
         headers = {"Content-Type": "application/json"} if body else {}
@@ -179,10 +204,20 @@ class Matrix:
         elif caller.key_id:
             headers.update(sign_request(op.method, op.path, key_id=caller.key_id,
                                         secret=caller.secret, body=body))
+        elif caller.device_key is not None:
+            headers.update(device_request(op.method, op.path, device_id=caller.device_id,
+                                          key=caller.device_key, body=body))
         result = self.client.simulate_request(op.method, op.path, body=body or None,
                                               headers=headers, cookies=cookies)
         self.holder.adopt(self.keyring)  # undo a walked POST /api/v1/sys/seal
         return result
+
+
+@dataclasses.dataclass(frozen=True)
+class _Cli:
+    kind: str = "cli"
+    name: str = "matrix"
+    id: int = 0
 
 
 @pytest.fixture
@@ -207,6 +242,8 @@ def _expected_by_rules(caller: Caller, op: Operation) -> bool | None:
         return False
     if caller.label == AUDIT_ADMIN:
         return key in OWN_SESSION_OPERATIONS or _is_audit_read(op)
+    if caller.label == "device" or op.template.startswith(MOBILE_PREFIX):
+        return caller.label == "device" and op.template.startswith(MOBILE_PREFIX)
     if op.template.startswith(SECURITY_ADMIN_ONLY):
         return caller.label == SECURITY_ADMIN
     return None

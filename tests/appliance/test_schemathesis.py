@@ -38,14 +38,17 @@ from schemathesis.core.failures import FailureGroup
 from schemathesis.generation import GenerationMode
 
 from appliance import config as config_module
-from appliance.api import hmac_signing, openapi, problems
+from appliance.api import device_signing, hmac_signing, openapi, problems
 from appliance.api import openapi as oa
 from appliance.api.access import PUBLIC, AccessControl
 from appliance.custody import KekStore, initialize_kek
 from appliance.errors import ApplianceError
 from appliance.services.admins import AdminService
 from appliance.services.applications import ALL_SCOPES, ApplicationService, decode_secret
+from appliance.services.devices import DeviceService
+from appliance.services.signers import ACTIVE, SignerService, validate
 from appliance.wsgi import Appliance, build
+from signcore.sm2 import SM2PrivateKey
 
 MAX_EXAMPLES = int(os.environ.get("MEDSIGN_FUZZ_EXAMPLES", "25"))
 CHECKS = [
@@ -63,7 +66,8 @@ def _ocsp_request(_ctx: Any, value: Any) -> bytes:
     return value if isinstance(value, bytes) else str(value).encode()
 
 
-PRINCIPALS = ("anonymous", "app", "system_admin", "security_admin", "audit_admin", "reviewer")
+PRINCIPALS = ("anonymous", "app", "device", "system_admin", "security_admin", "audit_admin",
+              "reviewer")
 FEW_EXAMPLES = 3  # for an operation the principal may not call: it is refused before anything
 
 
@@ -84,6 +88,8 @@ class Fuzzed:
             apps = ApplicationService(appliance.database, appliance.key_holder, config.security)
             credential, secret = apps.create(None, name="fuzz", scopes=ALL_SCOPES)
             self._key_id, self._secret = credential.key_id, decode_secret(secret)
+        elif principal == "device":
+            self._device_id, self._device_key = _bound_device(appliance)
         elif principal != "anonymous":
             account, _ = self._admins.create(None, username=f"fuzz-{principal}".replace("_", "-"),
                                              role=principal, password="fuzzing-Passw0rd")
@@ -91,7 +97,7 @@ class Fuzzed:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         try:
-            if self.principal == "app":
+            if self.principal in ("app", "device"):
                 self._sign(environ)
             elif self.principal != "anonymous":
                 self._session(environ)
@@ -108,6 +114,18 @@ class Fuzzed:
         if not path.isascii():  # as the server decodes it (appliance.api.auth.decoded_path)
             path = path.encode("iso-8859-1").decode("utf-8", "replace")
         timestamp, nonce = str(int(time.time())), secrets.token_urlsafe(18)
+        if self.principal == "device":
+            message = device_signing.string_to_sign(
+                method=environ["REQUEST_METHOD"], decoded_path=path,
+                query=environ.get("QUERY_STRING", ""), body=body, timestamp=timestamp,
+                nonce=nonce)
+            signature = base64.b64encode(self._device_key.sign(message)).decode()
+            environ["HTTP_AUTHORIZATION"] = (f"{device_signing.SCHEME} "
+                                             f"deviceId={self._device_id}, "
+                                             f"signature={signature}")
+            environ["HTTP_X_MEDSIGN_TIMESTAMP"] = timestamp
+            environ["HTTP_X_MEDSIGN_NONCE"] = nonce
+            return
         algorithm = hmac_signing.Algorithm.SM3
         message = hmac_signing.string_to_sign(
             algorithm, method=environ["REQUEST_METHOD"], decoded_path=path,
@@ -153,9 +171,29 @@ def installations(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
         appliance.database.dispose()
 
 
+def _bound_device(appliance: Appliance) -> tuple[str, SM2PrivateKey]:
+    """An active doctor with a bound phone (no key yet: fuzzing reaches every refusal)."""
+    config = appliance.config
+    signers = SignerService(appliance.database, appliance.key_holder)
+    record = signers.prepare(appliance.key_holder.keyring(), validate({
+        "kind": "doctor", "name": "模糊医生", "id_number": "11010519491231002X"}))
+    (signer_id,) = signers.insert_many([record], _Cli(), status=ACTIVE)
+    apps = ApplicationService(appliance.database, appliance.key_holder, config.security)
+    devices = DeviceService(appliance.database, apps)
+    code = devices.issue_activation(_Cli(), int(signer_id)).code  # type: ignore[arg-type]
+    key = SM2PrivateKey.generate()
+    return devices.activate(code, key.public_key().to_der(), "fuzz").id, key
+
+
+class _Cli:
+    kind, name, id = "cli", "fuzz", 0
+
+
 def _may_call(principal: str, access: dict[str, Any]) -> bool:
     if access.get("public"):
         return True
+    if principal == "device":
+        return bool(access.get("device"))
     if principal == "app":
         return bool(access.get("scopes"))
     return principal in access.get("roles", [])

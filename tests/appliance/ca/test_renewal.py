@@ -122,5 +122,7 @@ def test_worker_once(tmp_path: Path) -> None:
                "--organization", "测试医院").code == 0
     ran = cli("worker", "--config", config_file, "--once")
     assert ran.code == 0, ran.err
-    assert json.loads(ran.out.strip().splitlines()[-1]) == {
-        "pass": "renewal", "renewed": [], "waiting_for_phone": [], "failed": []}
+    renewal, requests = (json.loads(line) for line in ran.out.strip().splitlines()[-2:])
+    assert renewal == {"pass": "renewal", "renewed": [], "waiting_for_phone": [], "failed": []}
+    assert requests == {"pass": "sign-requests", "expired": 0, "webhooks_delivered": 0,
+                        "webhooks_failed": 0}

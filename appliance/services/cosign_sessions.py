@@ -1,0 +1,93 @@
+"""Co-sign protocol sessions kept in the database between a phone's requests.
+
+Appliance nodes are stateless: a keysplit state (keygen or co-sign, JSON without secrets) is
+stored with a version number, and every transition is a compare-and-swap on that version, so
+one state is never answered twice, by two threads or by two nodes (keysplit/README.md: a
+server must not give two responses to one commit).  A session belongs to the device that
+opened it; any other device is told it does not exist.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select, update
+
+from appliance.errors import Conflict, NotFound
+from appliance.services._time import aware
+from appliance.storage import Database, schema
+
+CS = schema.cosign_sessions
+SESSION_MINUTES = 10
+
+
+class SessionChanged(Conflict):
+    code, title = "session-changed", "会话状态已变化"
+
+
+class SessionExpired(Conflict):
+    code, title = "session-expired", "会话已过期"
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredSession:
+    id: str
+    kind: str  # keygen | enroll | sign
+    device_id: str
+    key_id: str | None
+    state: dict[str, Any]
+    context: dict[str, Any]
+    version: int
+    status: str
+    expires_at: dt.datetime
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+class SessionStore:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    def create(self, conn: Connection, *, session_id: str, kind: str, device_id: str,
+               key_id: str | None, state: dict[str, Any], context: dict[str, Any],
+               now: dt.datetime, minutes: int = SESSION_MINUTES) -> dt.datetime:
+        expires = now + dt.timedelta(minutes=minutes)
+        conn.execute(insert(CS).values(id=session_id, kind=kind, device_id=device_id,
+                                       key_id=key_id, state=_dumps(state),
+                                       context=_dumps(context), version=1, status="open",
+                                       expires_at=expires, created_at=now))
+        return expires
+
+    def load(self, session_id: str, device_id: str, now: dt.datetime) -> StoredSession:
+        with self._db.engine.connect() as conn:
+            row = conn.execute(select(CS).where(CS.c.id == session_id)).first()
+        if row is None or row.device_id != device_id:
+            raise NotFound("没有这个签名会话")
+        session = StoredSession(row.id, row.kind, row.device_id, row.key_id,
+                                json.loads(row.state), json.loads(row.context), int(row.version),
+                                row.status, aware(row.expires_at))
+        if session.status == "open" and session.expires_at <= now:
+            raise SessionExpired("签名会话已过期，请重新发起")
+        return session
+
+    def save(self, conn: Connection, session: StoredSession, state: dict[str, Any], *,
+             done: bool) -> None:
+        """Store the next state if nobody stored another since ``session`` was read."""
+        changed = conn.execute(update(CS).where(CS.c.id == session.id,
+                                                CS.c.version == session.version)
+                               .values(state=_dumps(state), version=session.version + 1,
+                                       status="done" if done else "open")).rowcount
+        if changed != 1:
+            raise SessionChanged("该会话已被另一个请求推进，请以最新状态重试")
+
+    def purge(self, now: dt.datetime) -> int:
+        """Forget sessions a day past their expiry (finished ones are kept as long, for
+        answers to retried requests)."""
+        with self._db.transaction() as conn:
+            return int(conn.execute(delete(CS).where(
+                CS.c.expires_at < now - dt.timedelta(days=1))).rowcount)

@@ -1,0 +1,670 @@
+"""Sign requests from the hospital's systems and the tasks they give signers.
+
+The backend (scope ``sign:request``) posts documents (bytes, or an SM3 digest for detached
+CMS), a format and an ordered list of signers — an e-prescription: the doctor signs, then a
+pharmacist reviews (approves with a signature, or rejects with a reason).  Each signer gets a
+task when the previous step is done; the phone lists its tasks, opens one co-sign session for
+one task or a batch, and the finished signatures are assembled into one CMS per document
+holding every signer so far (parallel SignerInfos), or raw SM2 signatures.  Status changes
+reach the backend as webhooks (outbox, appliance.services.webhooks).
+
+Threat model.
+- The server binds every co-signature to a registered digest: the digests of a session are
+  computed here, from the documents (or the digests) the backend sent, with signed attributes
+  built here; the phone only answers them.  A task can only be signed by its signer's bound
+  phone, while its request is pending and its step is the current one.
+- A replayed or concurrent finish cannot sign twice: the session is compare-and-swapped, and
+  each task moves from ``pending`` only once (checked in the closing transaction).
+- Auto-sign ("免密签名") sessions skip the PIN only inside an authorization of this device
+  (window and count, counted in the closing transaction); each task signed so records the
+  authorization, and so does the audit entry.
+- Idempotency: a repeated ``Idempotency-Key`` with the same request returns the first
+  result; with a different request it is refused (409), so a retried POST never creates two.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import json
+import secrets
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Row, insert, select, update
+
+from appliance.errors import Conflict, NotFound, ValidationFailed
+from appliance.services._time import aware, utc_now
+from appliance.services.admins import Actor, actor_label
+from appliance.services.cosign_sessions import StoredSession
+from appliance.services.signer_keys import AfterCommit, SignerKey, SignerKeyService
+from appliance.services.webhooks import WebhookService, check_url
+from appliance.storage import Database, schema
+from keysplit.messages import MAX_ITEMS
+from signcore import cms
+from signcore.hashes import sm3
+from signcore.sm2 import SM2PublicKey
+
+R = schema.sign_requests
+DOC = schema.sign_documents
+T = schema.sign_tasks
+G = schema.auto_sign_grants
+M = schema.mobile_messages
+SG = schema.signers
+FORMATS = ("cms-attached", "cms-detached", "raw")
+FLAVOURS = ("rfc5652", "gmt0010")
+ACTIONS = ("sign", "review")
+MAX_DOCUMENTS = 200
+MAX_DOCUMENT_BYTES = 5 * 1024 * 1024
+MAX_STEPS = 10
+DEFAULT_EXPIRY = dt.timedelta(hours=24)
+MAX_EXPIRY = dt.timedelta(days=30)
+MAX_AUTO_SIGN = dt.timedelta(hours=24)
+MAX_AUTO_SIGN_COUNT = 1000
+MAX_REASON = 500
+AuditHook = Callable[[str, str, str, str, dict[str, Any]], object]
+
+
+class IdempotencyConflict(Conflict):
+    code, title = "idempotency-conflict", "幂等键已用于另一个请求"
+
+
+class NotPending(Conflict):
+    code, title = "not-pending", "签名请求不在待签状态"
+
+
+@dataclasses.dataclass(frozen=True)
+class NewDocument:
+    name: str
+    media_type: str
+    content: bytes | None
+    digest: bytes
+
+
+def _canonical(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _text(item: Mapping[str, Any], name: str, where: str, max_length: int,
+          default: str = "") -> str:
+    value = item.get(name, default)
+    if not isinstance(value, str) or len(value) > max_length or not value.isprintable():
+        raise ValidationFailed(f"{where}.{name}: at most {max_length} printable characters")
+    return value
+
+
+def parse_documents(items: Any, fmt: str) -> list[NewDocument]:
+    if not isinstance(items, list) or not 0 < len(items) <= MAX_DOCUMENTS:
+        raise ValidationFailed(f"documents: 1 to {MAX_DOCUMENTS} documents")
+    found = []
+    for index, item in enumerate(items):
+        where = f"documents[{index}]"
+        if not isinstance(item, dict) or set(item) - {"name", "media_type", "content", "digest",
+                                                      "digest_algorithm"}:
+            raise ValidationFailed(f"{where}: an object with name and content (base64), or "
+                                   f"digest and digest_algorithm")
+        name = _text(item, "name", where, 200)
+        media_type = _text(item, "media_type", where, 100, "application/octet-stream")
+        content, digest = _payload(item, where, fmt)
+        found.append(NewDocument(name, media_type, content, digest))
+    return found
+
+
+def _payload(item: Mapping[str, Any], where: str, fmt: str) -> tuple[bytes | None, bytes]:
+    content = item.get("content")
+    if content is not None:
+        if not isinstance(content, str) or len(content) > MAX_DOCUMENT_BYTES * 4 // 3 + 4:
+            raise ValidationFailed(f"{where}.content: base64, at most {MAX_DOCUMENT_BYTES} "
+                                   f"bytes decoded")
+        try:
+            data = base64.b64decode(content, validate=True)
+        except ValueError:
+            raise ValidationFailed(f"{where}.content is not base64") from None
+        return data, sm3(data)
+    if fmt != "cms-detached":
+        raise ValidationFailed(f"{where}: format {fmt} needs the document's content")
+    digest, algorithm = item.get("digest"), item.get("digest_algorithm")
+    if algorithm != "sm3" or not isinstance(digest, str) or len(digest) != 64:
+        raise ValidationFailed(f"{where}: content, or a 64-hex-digit digest with "
+                               f"digest_algorithm sm3 (signers' keys are SM2)")
+    try:
+        return None, bytes.fromhex(digest)
+    except ValueError:
+        raise ValidationFailed(f"{where}.digest is not hex") from None
+
+
+def _steps(items: Any) -> list[tuple[int, str]]:
+    if not isinstance(items, list) or not 0 < len(items) <= MAX_STEPS:
+        raise ValidationFailed(f"signers: 1 to {MAX_STEPS} signers in signing order")
+    steps = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or set(item) - {"signer_id", "action"}:
+            raise ValidationFailed(f"signers[{index}]: an object with signer_id and action")
+        signer_id, action = item.get("signer_id"), item.get("action", "sign")
+        if not isinstance(signer_id, int) or isinstance(signer_id, bool) or \
+                not 0 < signer_id < 2**63:
+            raise ValidationFailed(f"signers[{index}].signer_id must be a signer's id")
+        if action not in ACTIONS:
+            raise ValidationFailed(f"signers[{index}].action 应为 sign 或 review")
+        steps.append((signer_id, action))
+    return steps
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return aware(value).isoformat() if value is not None else None
+
+
+class SignRequestService:
+    def __init__(self, database: Database, keys: SignerKeyService, webhooks: WebhookService, *,
+                 audit: AuditHook | None = None,
+                 clock: Callable[[], dt.datetime] = utc_now,
+                 on_event: Callable[[], None] = lambda: None) -> None:
+        self._db, self._keys, self._webhooks = database, keys, webhooks
+        self._audit, self._clock, self._on_event = audit, clock, on_event
+        keys.register_finisher("sign", self._finish)
+
+    # -- the backend's side
+
+    def create(self, actor: Actor, body: Mapping[str, Any],
+               idempotency_key: str | None) -> tuple[dict[str, Any], bool]:
+        """Register a request; (its JSON, whether it was created now)."""
+        fmt = body.get("format", "cms-detached")
+        flavour = body.get("flavour", "rfc5652")
+        if fmt not in FORMATS:
+            raise ValidationFailed(f"format 应为 {', '.join(FORMATS)} 之一")
+        if flavour not in FLAVOURS:
+            raise ValidationFailed(f"flavour 应为 {', '.join(FLAVOURS)} 之一")
+        documents = parse_documents(body.get("documents"), fmt)
+        steps = _steps(body.get("signers"))
+        title = _text(body, "title", "body", 200)
+        callback = body.get("callback_url")
+        if callback is not None:
+            if not isinstance(callback, str):
+                raise ValidationFailed("callback_url must be a URL")
+            check_url(callback)
+        expires_in = body.get("expires_in", int(DEFAULT_EXPIRY.total_seconds()))
+        if not isinstance(expires_in, int) or isinstance(expires_in, bool) or \
+                not 60 <= expires_in <= MAX_EXPIRY.total_seconds():
+            raise ValidationFailed("expires_in: 60 seconds to 30 days")
+        if idempotency_key is not None and not (
+                0 < len(idempotency_key) <= 128 and idempotency_key.isascii()
+                and idempotency_key.isprintable()):
+            raise ValidationFailed("Idempotency-Key: 1 to 128 printable ASCII characters")
+        fingerprint = sm3(_canonical(dict(body))).hex()
+        now = self._clock()
+        request_id = str(uuid.uuid4())
+        with self._db.transaction() as conn:
+            if idempotency_key is not None:
+                earlier = conn.execute(select(R.c.id, R.c.fingerprint).where(
+                    R.c.application_id == actor.id,
+                    R.c.idempotency_key == idempotency_key)).first()
+                if earlier is not None:
+                    if earlier.fingerprint != fingerprint:
+                        raise IdempotencyConflict("该 Idempotency-Key 已用于内容不同的请求")
+                    return self._json(conn, earlier.id), False
+            self._check_signers(conn, steps)
+            conn.execute(insert(R).values(
+                id=request_id, application_id=actor.id, idempotency_key=idempotency_key,
+                fingerprint=fingerprint, title=title, format=fmt, flavour=flavour,
+                status="pending", callback_url=callback,
+                expires_at=now + dt.timedelta(seconds=expires_in), created_at=now,
+                updated_at=now))
+            conn.execute(insert(DOC), [
+                {"request_id": request_id, "idx": i, "name": d.name, "media_type": d.media_type,
+                 "content": d.content, "size": len(d.content) if d.content is not None else None,
+                 "digest_algorithm": "sm3", "digest": d.digest, "signature": None}
+                for i, d in enumerate(documents)])
+            conn.execute(insert(T), [
+                {"id": "tk_" + secrets.token_urlsafe(15), "request_id": request_id, "step": i,
+                 "signer_id": signer_id, "action": action,
+                 "status": "pending" if i == 0 else "waiting", "reason": ""}
+                for i, (signer_id, action) in enumerate(steps)])
+            self._notify_step(conn, request_id, 0, title, now)
+            created = self._json(conn, request_id)
+        self._record("signature", "sign-request.create", actor, request_id,
+                     {"documents": [{"name": d.name, "sm3": d.digest.hex()} for d in documents],
+                      "format": fmt, "flavour": flavour,
+                      "signers": [{"signer_id": s, "action": a} for s, a in steps]})
+        return created, True
+
+    def _check_signers(self, conn: Connection, steps: Sequence[tuple[int, str]]) -> None:
+        ids = {s for s, _ in steps}
+        rows = conn.execute(select(SG.c.id, SG.c.status).where(SG.c.id.in_(ids))).all()
+        active = {r.id for r in rows if r.status == "active"}
+        missing = sorted(ids - active)
+        if missing:
+            raise ValidationFailed(f"签名人 {', '.join(map(str, missing))} 不存在或未启用")
+
+    def get(self, actor: Actor, request_id: str) -> dict[str, Any]:
+        self._expire_if_due(request_id)
+        with self._db.engine.connect() as conn:
+            self._owned(conn, actor, request_id)
+            return self._json(conn, request_id)
+
+    def result(self, actor: Actor, request_id: str) -> dict[str, Any]:
+        with self._db.engine.connect() as conn:
+            row = self._owned(conn, actor, request_id)
+            if row.status != "completed":
+                raise NotPending(f"签名请求状态为 {row.status}，尚无完整签名结果")
+            docs = conn.execute(select(DOC).where(DOC.c.request_id == request_id)
+                                .order_by(DOC.c.idx)).all()
+            tasks = conn.execute(select(T).where(T.c.request_id == request_id)
+                                 .order_by(T.c.step)).all()
+        if row.format == "raw":
+            return {"id": request_id, "format": "raw", "documents": [
+                {"index": d.idx, "name": d.name, "signatures": [
+                    {"step": t.step, "signer_id": t.signer_id,
+                     "certificate_id": t.certificate_id,
+                     "signature": json.loads(t.signatures or "{}").get(str(d.idx))}
+                    for t in tasks]} for d in docs]}
+        return {"id": request_id, "format": row.format, "flavour": row.flavour, "documents": [
+            {"index": d.idx, "name": d.name,
+             "signature": base64.b64encode(bytes(d.signature)).decode()} for d in docs]}
+
+    def cancel(self, actor: Actor, request_id: str) -> dict[str, Any]:
+        with self._db.transaction() as conn:
+            row = self._owned(conn, actor, request_id)
+            if row.status != "pending":
+                raise NotPending(f"签名请求状态为 {row.status}，不能撤销")
+            self._close(conn, row, "cancelled", {})
+            answer = self._json(conn, request_id)
+        self._record("signature", "sign-request.cancel", actor, request_id, {})
+        self._on_event()
+        return answer
+
+    def expire_due(self) -> int:
+        """Expire every pending request past its expiry (the worker; reads do it too)."""
+        with self._db.engine.connect() as conn:
+            ids = [r.id for r in conn.execute(select(R.c.id).where(
+                R.c.status == "pending", R.c.expires_at <= self._clock())).all()]
+        return sum(self._expire_if_due(i) for i in ids)
+
+    def _expire_if_due(self, request_id: str) -> bool:
+        now = self._clock()
+        with self._db.engine.connect() as conn:
+            row = conn.execute(select(R).where(R.c.id == request_id)).first()
+        if row is None or row.status != "pending" or aware(row.expires_at) > now:
+            return False
+        with self._db.transaction() as conn:
+            row = conn.execute(select(R).where(R.c.id == request_id)).one()
+            if row.status != "pending":
+                return False
+            self._close(conn, row, "expired", {})
+        self._on_event()
+        return True
+
+    def _owned(self, conn: Connection, actor: Actor, request_id: str) -> Row[Any]:
+        row = conn.execute(select(R).where(R.c.id == request_id)).first()
+        if row is None or row.application_id != actor.id:
+            raise NotFound("没有这个签名请求")
+        return row
+
+    def _json(self, conn: Connection, request_id: str) -> dict[str, Any]:
+        row = conn.execute(select(R).where(R.c.id == request_id)).one()
+        docs = conn.execute(select(DOC.c.idx, DOC.c.name, DOC.c.media_type, DOC.c.size,
+                                   DOC.c.digest, DOC.c.digest_algorithm)
+                            .where(DOC.c.request_id == request_id).order_by(DOC.c.idx)).all()
+        tasks = conn.execute(select(T).where(T.c.request_id == request_id)
+                             .order_by(T.c.step)).all()
+        return {
+            "id": row.id, "status": row.status, "title": row.title, "format": row.format,
+            "flavour": row.flavour, "idempotency_key": row.idempotency_key,
+            "callback_url": row.callback_url, "created_at": _iso(row.created_at),
+            "expires_at": _iso(row.expires_at), "finished_at": _iso(row.finished_at),
+            "documents": [{"index": d.idx, "name": d.name, "media_type": d.media_type,
+                           "size": d.size, "digest": bytes(d.digest).hex(),
+                           "digest_algorithm": d.digest_algorithm} for d in docs],
+            "signers": [{"step": t.step, "task_id": t.id, "signer_id": t.signer_id,
+                         "action": t.action, "status": t.status, "reason": t.reason,
+                         "certificate_id": t.certificate_id, "auto_sign_id": t.auto_sign_id,
+                         "finished_at": _iso(t.finished_at)} for t in tasks],
+        }
+
+    def _close(self, conn: Connection, row: Row[Any], status: str,
+               extra: Mapping[str, Any]) -> None:
+        """End a pending request: its open tasks are cancelled, the backend is told."""
+        now = self._clock()
+        conn.execute(update(R).where(R.c.id == row.id).values(
+            status=status, finished_at=now, updated_at=now))
+        conn.execute(update(T).where(T.c.request_id == row.id,
+                                     T.c.status.in_(("waiting", "pending")))
+                     .values(status="cancelled" if status != "expired" else "expired",
+                             finished_at=now))
+        if row.callback_url:
+            self._webhooks.enqueue(conn, application_id=int(row.application_id),
+                                   url=row.callback_url, event_type=f"sign_request.{status}",
+                                   data={"sign_request_id": row.id, "status": status,
+                                         "idempotency_key": row.idempotency_key, **extra})
+
+    # -- the phone's side
+
+    def tasks(self, signer_id: int, status: str | None = "pending") -> list[dict[str, Any]]:
+        with self._db.engine.connect() as conn:
+            due = [r.id for r in conn.execute(
+                select(R.c.id).join(T, T.c.request_id == R.c.id).where(
+                    T.c.signer_id == signer_id, R.c.status == "pending",
+                    R.c.expires_at <= self._clock())).all()]
+        for request_id in due:
+            self._expire_if_due(request_id)
+        query = select(T, R.c.title, R.c.format, R.c.expires_at, R.c.created_at) \
+            .join(R, R.c.id == T.c.request_id).where(T.c.signer_id == signer_id)
+        if status is not None:
+            query = query.where(T.c.status == status)
+        with self._db.engine.connect() as conn:
+            rows = conn.execute(query.order_by(R.c.created_at, T.c.id).limit(500)).all()
+            return [self._task_json(conn, r) for r in rows]
+
+    def task(self, signer_id: int, task_id: str) -> dict[str, Any]:
+        with self._db.engine.connect() as conn:
+            row = conn.execute(select(T, R.c.title, R.c.format, R.c.expires_at, R.c.created_at)
+                               .join(R, R.c.id == T.c.request_id)
+                               .where(T.c.id == task_id)).first()
+            if row is None or row.signer_id != signer_id:
+                raise NotFound("没有这个签名任务")
+            return self._task_json(conn, row)
+
+    def _task_json(self, conn: Connection, row: Row[Any]) -> dict[str, Any]:
+        docs = conn.execute(select(DOC.c.idx, DOC.c.name, DOC.c.media_type, DOC.c.size,
+                                   DOC.c.digest)
+                            .where(DOC.c.request_id == row.request_id)
+                            .order_by(DOC.c.idx)).all()
+        return {"id": row.id, "request_id": row.request_id, "title": row.title,
+                "action": row.action, "status": row.status, "step": row.step,
+                "format": row.format, "created_at": _iso(row.created_at),
+                "expires_at": _iso(row.expires_at), "reason": row.reason,
+                "auto_sign_id": row.auto_sign_id, "finished_at": _iso(row.finished_at),
+                "documents": [{"index": d.idx, "name": d.name, "media_type": d.media_type,
+                               "size": d.size, "sm3": bytes(d.digest).hex(),
+                               "preview": d.size is not None} for d in docs]}
+
+    def document(self, signer_id: int, task_id: str, index: int) -> tuple[str, bytes]:
+        """A document of one of the signer's tasks, to show before signing."""
+        with self._db.engine.connect() as conn:
+            task = conn.execute(select(T).where(T.c.id == task_id)).first()
+            if task is None or task.signer_id != signer_id:
+                raise NotFound("没有这个签名任务")
+            doc = conn.execute(select(DOC).where(DOC.c.request_id == task.request_id,
+                                                 DOC.c.idx == index)).first()
+        if doc is None or doc.content is None:
+            raise NotFound("没有这个文档，或只登记了摘要")
+        return doc.media_type, bytes(doc.content)
+
+    def start_signing(self, device: Actor, task_ids: Sequence[str], *,
+                      auto_sign: bool = False) -> dict[str, Any]:
+        """Open one co-sign session for the documents of these tasks (one confirmation)."""
+        if not 0 < len(task_ids) <= MAX_ITEMS or len(set(task_ids)) != len(task_ids):
+            raise ValidationFailed(f"tasks: 1 to {MAX_ITEMS} different task ids")
+        signer_id = device.id
+        key = self._keys.active_key(signer_id, device.name)
+        certificate = self._keys.certificate(key)
+        now = self._clock()
+        with self._db.engine.connect() as conn:
+            rows = conn.execute(select(T, R.c.format, R.c.flavour, R.c.status.label("r_status"),
+                                       R.c.expires_at)
+                                .join(R, R.c.id == T.c.request_id)
+                                .where(T.c.id.in_(list(task_ids)))).all()
+            found = {r.id: r for r in rows if r.signer_id == signer_id}
+            unknown = [t for t in task_ids if t not in found]
+            if unknown:
+                raise NotFound(f"没有签名任务 {', '.join(unknown[:5])}")
+            for row in found.values():
+                if row.status != "pending" or row.r_status != "pending" or \
+                        aware(row.expires_at) <= now:
+                    raise NotPending(f"签名任务 {row.id} 当前不可签（{row.status}）")
+            docs = {t: conn.execute(select(DOC).where(DOC.c.request_id == found[t].request_id)
+                                    .order_by(DOC.c.idx)).all() for t in task_ids}
+        items, digests = self._prepare(task_ids, found, docs, certificate, now)
+        if len(digests) > MAX_ITEMS:
+            raise ValidationFailed(f"一次最多签署 {MAX_ITEMS} 份文档")
+        grant = self._usable_grant(device, len(task_ids)) if auto_sign else None
+        opened = self._keys.open_cosign(
+            key=key, kind="sign", digests=digests, require_pin=grant is None,
+            context={"tasks": list(task_ids), "items": items, "auto_sign": grant})
+        return {**opened, "items": [
+            {"task_id": i["task"], "document": i["doc"], "digest": d.hex()}
+            for i, d in zip(items, digests, strict=True)]}
+
+    def _prepare(self, task_ids: Sequence[str], tasks: Mapping[str, Row[Any]],
+                 docs: Mapping[str, Sequence[Row[Any]]], certificate: Any,
+                 now: dt.datetime) -> tuple[list[dict[str, Any]], list[bytes]]:
+        """The signed attributes (CMS) or the messages (raw) for every document, and the
+        digests e the phone co-signs."""
+        public = certificate.public_key()
+        assert isinstance(public, SM2PublicKey)
+        items, digests = [], []
+        for task_id in task_ids:
+            task = tasks[task_id]
+            for doc in docs[task_id]:
+                if task.format == "raw":
+                    items.append({"task": task_id, "doc": doc.idx, "prepared": None})
+                    digests.append(public.digest(bytes(doc.content)))
+                    continue
+                content = bytes(doc.content) if doc.content is not None else None
+                prepared = cms.prepare(
+                    content if content is not None else None, certificate,
+                    message_digest=None if content is not None else bytes(doc.digest),
+                    detached=task.format == "cms-detached", flavor=task.flavour,
+                    signing_time=now)
+                items.append({"task": task_id, "doc": doc.idx, "prepared": prepared.to_dict()})
+                digests.append(prepared.digest())
+        return items, digests
+
+    def _finish(self, conn: Connection, session: StoredSession, key: SignerKey,
+                signatures: Sequence[bytes]) -> tuple[dict[str, Any], AfterCommit]:
+        """Close a sign session: assemble the signatures, move the tasks, advance requests."""
+        now = self._clock()
+        context = session.context
+        grant = context.get("auto_sign")
+        task_ids: list[str] = context["tasks"]
+        if grant is not None:
+            self._count_auto_sign(conn, grant, len(task_ids), now)
+        raw: dict[str, dict[str, str]] = {t: {} for t in task_ids}
+        for item, signature in zip(context["items"], signatures, strict=True):
+            raw[item["task"]][str(item["doc"])] = base64.b64encode(signature).decode()
+            if item["prepared"] is not None:
+                self._add_signature(conn, item, signature)
+        requests: dict[str, int] = {}
+        for task_id in task_ids:
+            changed = conn.execute(update(T).where(T.c.id == task_id, T.c.status == "pending")
+                                   .values(status="signed", device_id=session.device_id,
+                                           certificate_id=key.certificate_id,
+                                           auto_sign_id=grant, finished_at=now,
+                                           signatures=json.dumps(raw[task_id]))).rowcount
+            if changed != 1:
+                raise NotPending(f"签名任务 {task_id} 已不在待签状态")
+            task = conn.execute(select(T.c.request_id, T.c.step).where(T.c.id == task_id)).one()
+            requests[task.request_id] = int(task.step)
+        finished = {r: self._advance(conn, r, step, now) for r, step in requests.items()}
+        audit = {"tasks": task_ids, "device_id": session.device_id, "key_id": key.id,
+                 "certificate_id": key.certificate_id, "auto_sign_id": grant,
+                 "digests": [s.hex() for s in self._digests(session)]}
+
+        def after_commit() -> None:
+            self._record("signature", "sign-request.cosign", _Device(session.device_id),
+                         ",".join(sorted(requests)), audit)
+            self._on_event()
+
+        return {"tasks": [{"id": t, "status": "signed"} for t in task_ids],
+                "requests": [{"id": r, "status": s} for r, s in finished.items()]}, after_commit
+
+    @staticmethod
+    def _digests(session: StoredSession) -> list[bytes]:
+        return [bytes.fromhex(d) for d in session.state.get("digests", [])]
+
+    def _add_signature(self, conn: Connection, item: Mapping[str, Any],
+                       signature: bytes) -> None:
+        prepared = cms.PreparedSignature.from_dict(item["prepared"])
+        signed = prepared.finish(signature)
+        task = conn.execute(select(T.c.request_id).where(T.c.id == item["task"])).one()
+        where = (DOC.c.request_id == task.request_id, DOC.c.idx == item["doc"])
+        existing = conn.execute(select(DOC.c.signature).where(*where)).one().signature
+        combined = signed if existing is None else cms.add_signer(bytes(existing), signed)
+        conn.execute(update(DOC).where(*where).values(signature=combined))
+
+    def _advance(self, conn: Connection, request_id: str, step: int, now: dt.datetime) -> str:
+        """After a step was signed: the next step's task becomes pending, or the request is
+        completed.  The request's status."""
+        row = conn.execute(select(R).where(R.c.id == request_id)).one()
+        following = conn.execute(select(T.c.id).where(T.c.request_id == request_id,
+                                                      T.c.step == step + 1)).first()
+        if following is not None:
+            conn.execute(update(T).where(T.c.id == following.id).values(status="pending"))
+            conn.execute(update(R).where(R.c.id == request_id).values(updated_at=now))
+            self._notify_step(conn, request_id, step + 1, row.title, now)
+            return "pending"
+        conn.execute(update(R).where(R.c.id == request_id).values(
+            status="completed", finished_at=now, updated_at=now))
+        if row.callback_url:
+            self._webhooks.enqueue(conn, application_id=int(row.application_id),
+                                   url=row.callback_url, event_type="sign_request.completed",
+                                   data={"sign_request_id": request_id, "status": "completed",
+                                         "idempotency_key": row.idempotency_key})
+        return "completed"
+
+    def reject(self, device: Actor, task_id: str, reason: str) -> dict[str, Any]:
+        """The signer declines (a pharmacist rejects a prescription): the request ends."""
+        if not isinstance(reason, str) or not 0 < len(reason.strip()) <= MAX_REASON:
+            raise ValidationFailed(f"reason: 1 to {MAX_REASON} characters")
+        now = self._clock()
+        with self._db.transaction() as conn:
+            task = conn.execute(select(T).where(T.c.id == task_id)).first()
+            if task is None or task.signer_id != device.id:
+                raise NotFound("没有这个签名任务")
+            request = conn.execute(select(R).where(R.c.id == task.request_id)).one()
+            if task.status != "pending" or request.status != "pending":
+                raise NotPending(f"签名任务当前不可驳回（{task.status}）")
+            conn.execute(update(T).where(T.c.id == task_id).values(
+                status="rejected", reason=reason.strip(), device_id=device.name,
+                finished_at=now))
+            self._close(conn, request, "rejected",
+                        {"reason": reason.strip(), "step": task.step,
+                         "signer_id": task.signer_id})
+        self._record("signature", "sign-request.reject", device, task.request_id,
+                     {"task_id": task_id, "reason": reason.strip()})
+        self._on_event()
+        return self.task(device.id, task_id)
+
+    # -- auto-sign authorizations
+
+    def grant_auto_sign(self, device: Actor, *, minutes: int, max_count: int) -> dict[str, Any]:
+        if not isinstance(minutes, int) or isinstance(minutes, bool) or \
+                not 0 < minutes <= MAX_AUTO_SIGN.total_seconds() // 60:
+            raise ValidationFailed("minutes: 1 to 1440")
+        if not isinstance(max_count, int) or isinstance(max_count, bool) or \
+                not 0 < max_count <= MAX_AUTO_SIGN_COUNT:
+            raise ValidationFailed(f"max_count: 1 to {MAX_AUTO_SIGN_COUNT}")
+        self._keys.active_key(device.id, device.name)
+        now = self._clock()
+        grant_id = "as_" + secrets.token_urlsafe(15)
+        with self._db.transaction() as conn:
+            conn.execute(insert(G).values(
+                id=grant_id, signer_id=device.id, device_id=device.name, not_before=now,
+                not_after=now + dt.timedelta(minutes=minutes), max_count=max_count,
+                used_count=0, status="active", created_at=now))
+            conn.execute(insert(M).values(
+                signer_id=device.id, kind="auto-sign", title="已开启免密签名",
+                body=f"{minutes} 分钟内最多 {max_count} 个签名任务", created_at=now))
+        self._record("signature", "auto-sign.grant", device, f"signer:{device.id}",
+                     {"id": grant_id, "minutes": minutes, "max_count": max_count})
+        return self._grant(grant_id)
+
+    def revoke_auto_sign(self, device: Actor, grant_id: str) -> dict[str, Any]:
+        with self._db.transaction() as conn:
+            row = conn.execute(select(G).where(G.c.id == grant_id)).first()
+            if row is None or row.signer_id != device.id:
+                raise NotFound("没有这个免密签名授权")
+            conn.execute(update(G).where(G.c.id == grant_id, G.c.status == "active")
+                         .values(status="revoked", revoked_at=self._clock()))
+        self._record("signature", "auto-sign.revoke", device, f"signer:{device.id}",
+                     {"id": grant_id})
+        return self._grant(grant_id)
+
+    def auto_sign_grants(self, signer_id: int) -> list[dict[str, Any]]:
+        with self._db.engine.connect() as conn:
+            rows = conn.execute(select(G).where(G.c.signer_id == signer_id)
+                                .order_by(G.c.created_at.desc()).limit(50)).all()
+        return [self._grant_json(r) for r in rows]
+
+    def _grant(self, grant_id: str) -> dict[str, Any]:
+        with self._db.engine.connect() as conn:
+            return self._grant_json(conn.execute(select(G).where(G.c.id == grant_id)).one())
+
+    def _grant_json(self, row: Row[Any]) -> dict[str, Any]:
+        now = self._clock()
+        status = row.status
+        if status == "active" and (aware(row.not_after) <= now or row.used_count >= row.max_count):
+            status = "ended"
+        return {"id": row.id, "device_id": row.device_id, "status": status,
+                "not_before": _iso(row.not_before), "not_after": _iso(row.not_after),
+                "max_count": row.max_count, "used_count": row.used_count,
+                "created_at": _iso(row.created_at), "revoked_at": _iso(row.revoked_at)}
+
+    def _usable_grant(self, device: Actor, count: int) -> str:
+        now = self._clock()
+        with self._db.engine.connect() as conn:
+            rows = conn.execute(select(G).where(G.c.signer_id == device.id,
+                                                G.c.device_id == device.name,
+                                                G.c.status == "active")).all()
+        for row in rows:
+            if aware(row.not_before) <= now < aware(row.not_after) and \
+                    row.used_count + count <= row.max_count:
+                return str(row.id)
+        raise NotPending("没有可用的免密签名授权（已过期、次数已用完或已撤销），请输入 PIN 签名",
+                         )
+
+    def _count_auto_sign(self, conn: Connection, grant_id: str, count: int,
+                         now: dt.datetime) -> None:
+        changed = conn.execute(update(G).where(
+            G.c.id == grant_id, G.c.status == "active", G.c.not_after > now,
+            G.c.used_count + count <= G.c.max_count).values(
+                used_count=G.c.used_count + count)).rowcount
+        if changed != 1:
+            raise NotPending("免密签名授权已结束（时间或次数），请输入 PIN 重新签名")
+
+    # -- the message center
+
+    def _notify_step(self, conn: Connection, request_id: str, step: int, title: str,
+                     now: dt.datetime) -> None:
+        task = conn.execute(select(T).where(T.c.request_id == request_id,
+                                            T.c.step == step)).first()
+        if task is None:
+            return
+        label = "待审核" if task.action == "review" else "待签名"
+        conn.execute(insert(M).values(signer_id=task.signer_id, kind="task",
+                                      title=f"{label}：{title or '签名请求'}", body="",
+                                      task_id=task.id, created_at=now))
+
+    def messages(self, signer_id: int, *, unread_only: bool = False,
+                 limit: int = 50) -> list[dict[str, Any]]:
+        query = select(M).where(M.c.signer_id == signer_id)
+        if unread_only:
+            query = query.where(M.c.read_at.is_(None))
+        with self._db.engine.connect() as conn:
+            rows = conn.execute(query.order_by(M.c.id.desc()).limit(limit)).all()
+        return [{"id": r.id, "kind": r.kind, "title": r.title, "body": r.body,
+                 "task_id": r.task_id, "created_at": _iso(r.created_at),
+                 "read_at": _iso(r.read_at)} for r in rows]
+
+    def mark_read(self, signer_id: int, message_id: int) -> None:
+        with self._db.transaction() as conn:
+            changed = conn.execute(update(M).where(M.c.id == message_id,
+                                                   M.c.signer_id == signer_id,
+                                                   M.c.read_at.is_(None))
+                                   .values(read_at=self._clock())).rowcount
+            if not changed and conn.execute(select(M.c.id).where(
+                    M.c.id == message_id, M.c.signer_id == signer_id)).first() is None:
+                raise NotFound("没有这条消息")
+
+    def _record(self, category: str, action: str, actor: Actor, subject: str,
+                details: Mapping[str, Any]) -> None:
+        if self._audit is not None:
+            self._audit(category, action, actor_label(actor), subject, dict(details))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Device:
+    name: str
+    kind: str = "device"
+    id: int = 0

@@ -1,0 +1,445 @@
+"""Signers' split keys on the appliance: co-keygen with the bound phone, enrollment of the joint
+key through the profile's CA channel, the PIN, and the co-sign rounds every signature takes.
+
+Flows (messages are keysplit's JSON, keysplit/README.md; every request is device-signed):
+
+- keygen: ``open_keygen`` → KeygenOffer; the phone answers a KeygenCommit (P1 and its PIN
+  proof) → the server creates its share d2 and the PIN record, prepares the enrollment of the
+  joint key with the profile's active channel, and answers the KeygenResult together with a
+  co-sign offer (session kind ``enroll``) for the proof-of-possession of the CSR.  The phone
+  co-signs it like any other digest; on the accepted result the channel issues the
+  certificate, the key becomes ``active`` and the signer's earlier keys are retired (their
+  certificates revoked as superseded).
+- co-sign (kind ``sign``): opened by :mod:`appliance.services.sign_requests` for the digests
+  it registered; CosignCommit → CosignResponse (after the PIN check, unless an auto-sign
+  authorization opened the session), CosignResult → CosignDone, and the finisher of the
+  session's kind turns the verified signatures into CMS and advances the sign requests.
+
+Threat model (with keysplit.pin and keysplit.sm2): the server share and the PIN record are
+stored only wrapped under the KEK; the PIN counter is persisted (compare-and-swap on the key
+row) before the answer that depends on it; the server only co-signs digests a session was
+opened for by this service's callers, which register them from sign requests; session states
+are compare-and-swapped (appliance.services.cosign_sessions) so that one commit is answered
+once.  A result whose signature does not verify is refused and changes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, Row, insert, select, update
+
+from appliance.custody import KeyHolder
+from appliance.errors import (
+    BadRequest,
+    CaChannelDown,
+    Conflict,
+    Forbidden,
+    Locked,
+    NotFound,
+    ValidationFailed,
+)
+from appliance.services._time import aware, utc_now
+from appliance.services.admins import Actor, actor_label
+from appliance.services.ca import CaService
+from appliance.services.channels import ChannelService
+from appliance.services.cosign_sessions import SessionStore, StoredSession
+from appliance.storage import Database, schema
+from ca_client import EnrollmentRequest, PendingEnrollment, SubjectInfo
+from ca_client.errors import CaError, ChannelUnavailable, RequestRejected
+from keysplit import messages, sm2
+from keysplit.errors import PinError, ProtocolError, ShareLocked, WrongPin
+from keysplit.pin import PinRecord
+from signcore.x509 import Certificate
+
+K = schema.signer_keys
+S = schema.signers
+PROFILES = {"doctor": "doctor-signing", "pharmacist": "pharmacist-signing",
+            "nurse": "nurse-signing"}
+AuditHook = Callable[[str, str, str, str, dict[str, Any]], object]
+
+
+class ProtocolRefused(BadRequest):
+    code, title = "protocol-error", "协同签名消息被拒绝"
+
+
+class PinWrong(Forbidden):
+    code, title = "pin-wrong", "PIN 码错误"
+
+
+class PinLocked(Locked):
+    code, title = "pin-locked", "PIN 码已锁定"
+
+
+class NoSigningKey(Conflict):
+    code, title = "no-signing-key", "尚无可用的签名密钥"
+
+
+@dataclasses.dataclass(frozen=True)
+class SignerKey:
+    id: str
+    signer_id: int
+    device_id: str
+    status: str
+    public_key: bytes
+    certificate_id: int | None
+    created_at: dt.datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "status": self.status, "algorithm": "sm2",
+                "public_key": self.public_key.hex(), "certificate_id": self.certificate_id,
+                "created_at": self.created_at.isoformat()}
+
+
+def _key(row: Row[Any]) -> SignerKey:
+    return SignerKey(row.id, int(row.signer_id), row.device_id, row.status,
+                     bytes(row.public_key), row.certificate_id, aware(row.created_at))
+
+
+AfterCommit = Callable[[], None]
+
+
+class Finisher(Protocol):
+    """What a co-sign session of one kind does with its verified signatures, inside the
+    transaction that closes the session; returns what is added to the phone's answer and
+    what to do once that transaction committed (audit entries, notifications: on SQLite a
+    second connection must not write while the transaction is open)."""
+
+    def __call__(self, conn: Connection, session: StoredSession, key: SignerKey,
+                 signatures: Sequence[bytes]) -> tuple[dict[str, Any], AfterCommit]: ...
+
+
+def _share_context(key_id: str) -> bytes:
+    return f"signer-key:{key_id}:share".encode()
+
+
+def _pin_context(key_id: str) -> bytes:
+    return f"signer-key:{key_id}:pin".encode()
+
+
+class SignerKeyService:
+    def __init__(self, database: Database, key_holder: KeyHolder, ca: CaService,
+                 channels: ChannelService, *, max_pin_failures: int = 10,
+                 audit: AuditHook | None = None,
+                 clock: Callable[[], dt.datetime] = utc_now) -> None:
+        self._db, self._holder, self._ca, self._channels = database, key_holder, ca, channels
+        self._max_pin_failures, self._audit, self._clock = max_pin_failures, audit, clock
+        self._sessions = SessionStore(database)
+        self._finishers: dict[str, Finisher] = {}  # "enroll" is this service's own
+
+    def register_finisher(self, kind: str, finisher: Finisher) -> None:
+        self._finishers[kind] = finisher
+
+    # -- keys
+
+    def keys_of(self, signer_id: int) -> list[SignerKey]:
+        with self._db.engine.connect() as conn:
+            rows = conn.execute(select(K).where(K.c.signer_id == signer_id)
+                                .order_by(K.c.created_at.desc())).all()
+        return [_key(r) for r in rows]
+
+    def active_key(self, signer_id: int, device_id: str) -> SignerKey:
+        """The signer's key on this phone that has a certificate."""
+        with self._db.engine.connect() as conn:
+            row = conn.execute(select(K).where(K.c.signer_id == signer_id,
+                                               K.c.device_id == device_id,
+                                               K.c.status == "active")).first()
+        if row is None or row.certificate_id is None:
+            raise NoSigningKey("这台手机上还没有签名密钥和证书，请先完成密钥生成和证书申请")
+        return _key(row)
+
+    def certificate(self, key: SignerKey) -> Certificate:
+        if key.certificate_id is None:
+            raise NoSigningKey("该密钥尚无证书")
+        return Certificate.from_stored(self._ca.get(key.certificate_id).der)
+
+    def certificate_info(self, certificate_id: int) -> dict[str, Any]:
+        return self._ca.get(certificate_id).to_json()
+
+    # -- co-keygen and enrollment
+
+    def open_keygen(self, device_id: str, signer_id: int) -> dict[str, Any]:
+        self._signer_row(signer_id)  # an active signer
+        state, offer = sm2.open_keygen()
+        with self._db.transaction() as conn:
+            expires = self._sessions.create(
+                conn, session_id=state.session.hex(), kind="keygen", device_id=device_id,
+                key_id=None, state=state.to_dict(), context={"signer_id": signer_id},
+                now=self._clock())
+        return {"session": state.session.hex(), "kind": "keygen",
+                "expires_at": expires.isoformat(), "message": _message_json(offer)}
+
+    def handle(self, device_id: str, signer_id: int, session_id: str,
+               body: bytes) -> dict[str, Any]:
+        """One protocol message from the phone for one of its sessions; the answer."""
+        session = self._sessions.load(session_id, device_id, self._clock())
+        try:
+            kind = messages.peek_type(body)
+            if session.kind == "keygen" and kind == "keygen.commit":
+                return self._complete_keygen(session, signer_id,
+                                             messages.decode(body, messages.KeygenCommit))
+            if session.kind != "keygen" and kind == "cosign.commit":
+                return self._respond(session, messages.decode(body, messages.CosignCommit))
+            if session.kind != "keygen" and kind == "cosign.result":
+                return self._accept(session, messages.decode(body, messages.CosignResult))
+        except ProtocolError as exc:
+            raise ProtocolRefused(str(exc)) from None
+        raise ProtocolRefused(f"a {kind} message does not belong to a {session.kind} session")
+
+    def _complete_keygen(self, session: StoredSession, signer_id: int,
+                         commit: messages.KeygenCommit) -> dict[str, Any]:
+        state = sm2.KeygenState.from_dict(session.state)
+        outcome = sm2.complete_keygen(state, commit, max_pin_failures=self._max_pin_failures)
+        signer = self._signer_row(signer_id)
+        public = outcome.share.sm2_public_key()
+        profile = PROFILES[signer.kind]
+        channel_name = self._channels.assignments()[profile]
+        try:
+            pending = self._channels.channel(channel_name).prepare(
+                EnrollmentRequest(profile, self._subject(signer), public))
+        except ChannelUnavailable as exc:
+            raise CaChannelDown(f"CA 通道 {channel_name} 暂不可用：{exc}") from None
+        except (RequestRejected, CaError) as exc:
+            raise ValidationFailed(f"CA 通道 {channel_name} 拒绝了申请：{exc}") from None
+        key_id = "sk_" + secrets.token_urlsafe(15)
+        keyring = self._holder.keyring()
+        now = self._clock()
+        cosign_state, offer = sm2.SM2Server(outcome.share).open_cosign(
+            [public.digest(pending.to_be_signed)])
+        with self._db.transaction() as conn:
+            self._sessions.save(conn, session, outcome.state.to_dict(), done=True)
+            conn.execute(insert(K).values(
+                id=key_id, signer_id=signer_id, device_id=session.device_id, algorithm="sm2",
+                public_key=outcome.share.public_key,
+                share_wrapped=keyring.wrap(json.dumps(outcome.share.to_dict()).encode(),
+                                           _share_context(key_id)),
+                pin_wrapped=keyring.wrap(json.dumps(outcome.pin_record.to_dict()).encode(),
+                                         _pin_context(key_id)),
+                version=1, status="enrolling", enrollment=json.dumps(pending.to_dict()),
+                created_at=now, updated_at=now))
+            expires = self._sessions.create(
+                conn, session_id=cosign_state.session.hex(), kind="enroll",
+                device_id=session.device_id, key_id=key_id, state=cosign_state.to_dict(),
+                context={"channel": channel_name}, now=now)
+        self._record("data", "signer-key.keygen", session.device_id, f"signer:{signer_id}",
+                     {"key_id": key_id, "public_key": outcome.share.public_key.hex(),
+                      "channel": channel_name, "profile": profile})
+        return {"message": _message_json(outcome.reply), "key_id": key_id,
+                "next": {"session": cosign_state.session.hex(), "kind": "enroll",
+                         "expires_at": expires.isoformat(), "message": _message_json(offer)}}
+
+    def _complete_enrollment(self, session: StoredSession, key: SignerKey,
+                             signature: bytes, state: dict[str, Any]) -> dict[str, Any]:
+        with self._db.engine.connect() as conn:
+            row = conn.execute(select(K).where(K.c.id == key.id)).one()
+        pending = PendingEnrollment.from_dict(json.loads(row.enrollment))
+        channel = self._channels.channel(pending.channel)
+        try:
+            enrollment = channel.complete(pending, signature)
+        except ChannelUnavailable as exc:
+            raise CaChannelDown(f"CA 通道 {pending.channel} 暂不可用：{exc}") from None
+        except (RequestRejected, CaError) as exc:
+            raise Conflict(f"CA 通道 {pending.channel} 拒绝了申请：{exc}") from None
+        info = self._ca.record_issued(
+            enrollment.certificate, channel=pending.channel, profile=pending.request.profile,
+            actor=_DeviceActor(session.device_id), signer_id=key.signer_id,
+            builtin=channel.kind == "builtin")
+        now = self._clock()
+        with self._db.transaction() as conn:
+            self._sessions.save(conn, session, state, done=True)
+            earlier = conn.execute(select(K.c.id, K.c.certificate_id).where(
+                K.c.signer_id == key.signer_id, K.c.status == "active")).all()
+            conn.execute(update(K).where(K.c.id.in_([e.id for e in earlier]))
+                         .values(status="retired", updated_at=now))
+            conn.execute(update(K).where(K.c.id == key.id).values(
+                status="active", certificate_id=info.id, enrollment=None, updated_at=now))
+        for old in earlier:
+            if old.certificate_id is not None:
+                self._revoke_superseded(int(old.certificate_id))
+        self._record("data", "signer-key.enroll", session.device_id, f"signer:{key.signer_id}",
+                     {"key_id": key.id, "certificate_id": info.id,
+                      "serial": info.serial_hex, "channel": pending.channel,
+                      "retired": [e.id for e in earlier]})
+        return {"certificate": info.to_json(), "key_id": key.id}
+
+    def _revoke_superseded(self, certificate_id: int) -> None:
+        try:
+            self._channels.revoke(None, certificate_id, "superseded")
+        except (Conflict, CaChannelDown, NotFound) as exc:  # kept; renewal lists it
+            self._record("system", "signer-key.revoke-failed", "system", str(certificate_id),
+                         {"error": str(exc)})
+
+    # -- PIN
+
+    def change_pin(self, device_id: str, signer_id: int, old_proof: bytes,
+                   new_proof: bytes) -> dict[str, Any]:
+        """Check the old PIN and prepare the new one: the phone re-wraps its share with
+        ``new_unwrap`` and the old PIN stays valid until the new one is first used."""
+        key = self.active_key(signer_id, device_id)
+        outcome = self._pin_step(key.id, lambda record: record.begin_change(old_proof,
+                                                                           new_proof))
+        assert outcome.unwrap is not None and outcome.new_unwrap is not None
+        self._record("data", "signer-key.pin-change", device_id, f"signer:{signer_id}",
+                     {"key_id": key.id})
+        return {"unwrap": outcome.unwrap.hex(), "new_unwrap": outcome.new_unwrap.hex()}
+
+    def unlock_pin(self, actor: Actor, signer_id: int) -> list[str]:
+        """After the signer's identity was re-verified (in person, by the security
+        administrator): clear the lock and the counter of the signer's active keys."""
+        unlocked = []
+        for key in self.keys_of(signer_id):
+            if key.status == "active":
+                self._pin_step(key.id, lambda record: _Unlocked(
+                    record.unlock_after_identity_check()))
+                unlocked.append(key.id)
+        self._record("data", "signer-key.pin-unlock", actor_label(actor),
+                     f"signer:{signer_id}", {"keys": unlocked})
+        return unlocked
+
+    def pin_status(self, key_id: str) -> dict[str, Any]:
+        record, _ = self._pin_record(key_id)
+        return {"attempts_left": record.attempts_left, "locked": record.locked}
+
+    def _pin_record(self, key_id: str) -> tuple[PinRecord, int]:
+        with self._db.engine.connect() as conn:
+            row = conn.execute(select(K.c.pin_wrapped, K.c.version)
+                               .where(K.c.id == key_id)).one()
+        data = self._holder.keyring().unwrap(bytes(row.pin_wrapped), _pin_context(key_id))
+        return PinRecord.from_dict(json.loads(data)), int(row.version)
+
+    def _pin_step(self, key_id: str, step: Callable[[PinRecord], Any]) -> Any:
+        """Apply a PIN check to the stored record, persist the new record (compare-and-swap,
+        retried on a concurrent change) and only then raise its error."""
+        keyring = self._holder.keyring()
+        for _ in range(5):
+            record, version = self._pin_record(key_id)
+            outcome = step(record)
+            with self._db.transaction() as conn:
+                changed = conn.execute(update(K).where(K.c.id == key_id,
+                                                       K.c.version == version).values(
+                    pin_wrapped=keyring.wrap(json.dumps(outcome.record.to_dict()).encode(),
+                                             _pin_context(key_id)),
+                    version=version + 1, updated_at=self._clock())).rowcount
+            if changed == 1:
+                break
+        else:
+            raise Conflict("PIN 状态并发修改过多，请重试")
+        error = getattr(outcome, "error", None)
+        if isinstance(error, ShareLocked):
+            raise PinLocked("PIN 码错误次数过多，签名密钥已锁定；请携带身份证件联系医院"
+                            "安全管理员解锁")
+        if isinstance(error, WrongPin):
+            raise PinWrong(f"PIN 码错误，还可尝试 {error.attempts_left} 次",
+                           attempts_left=error.attempts_left)
+        if isinstance(error, PinError):
+            raise PinWrong(str(error))
+        return outcome
+
+    # -- co-sign rounds
+
+    def open_cosign(self, *, key: SignerKey, kind: str, digests: Sequence[bytes],
+                    require_pin: bool, context: Mapping[str, Any]) -> dict[str, Any]:
+        """Open a co-sign session for digests the caller registered; what the phone needs to
+        start."""
+        server = sm2.SM2Server(self._server_share(key.id))
+        state, offer = server.open_cosign(digests, require_pin=require_pin)
+        with self._db.transaction() as conn:
+            expires = self._sessions.create(conn, session_id=state.session.hex(), kind=kind,
+                                            device_id=key.device_id, key_id=key.id,
+                                            state=state.to_dict(), context=dict(context),
+                                            now=self._clock())
+        return {"session": state.session.hex(), "kind": kind, "expires_at": expires.isoformat(),
+                "message": _message_json(offer)}
+
+    def _respond(self, session: StoredSession, commit: messages.CosignCommit) -> dict[str, Any]:
+        key = self._key_row(session)
+        state = sm2.CosignState.from_dict(session.state)
+
+        def unlock(proof: bytes | None) -> bytes | None:
+            outcome = self._pin_step(key.id, lambda record: record.verify(proof))
+            unwrap: bytes | None = outcome.unwrap
+            return unwrap
+
+        outcome = sm2.SM2Server(self._server_share(key.id)).respond(state, commit,
+                                                                     unlock=unlock)
+        with self._db.transaction() as conn:
+            self._sessions.save(conn, session, outcome.state.to_dict(), done=False)
+        return {"message": _message_json(outcome.reply)}
+
+    def _accept(self, session: StoredSession, result: messages.CosignResult) -> dict[str, Any]:
+        key = self._key_row(session)
+        state = sm2.CosignState.from_dict(session.state)
+        outcome = sm2.SM2Server(self._server_share(key.id)).accept(state, result)
+        reply = {"message": _message_json(outcome.reply)}
+        if session.kind == "enroll":
+            return {**reply, **self._complete_enrollment(session, key, outcome.signatures[0],
+                                                         outcome.state.to_dict())}
+        finisher = self._finishers.get(session.kind)
+        if finisher is None:
+            raise ProtocolRefused(f"unknown session kind {session.kind}")
+        with self._db.transaction() as conn:
+            self._sessions.save(conn, session, outcome.state.to_dict(), done=True)
+            extra, after_commit = finisher(conn, session, key, outcome.signatures)
+        after_commit()
+        return {**reply, **extra}
+
+    # -- internals
+
+    def _key_row(self, session: StoredSession) -> SignerKey:
+        with self._db.engine.connect() as conn:
+            row = conn.execute(select(K).where(K.c.id == session.key_id)).first()
+        if row is None:
+            raise NotFound("签名密钥不存在")
+        key = _key(row)
+        if key.status not in ("active", "enrolling") or key.device_id != session.device_id:
+            raise Conflict("该签名密钥已停用")
+        return key
+
+    def _server_share(self, key_id: str) -> sm2.ServerShare:
+        with self._db.engine.connect() as conn:
+            row = conn.execute(select(K.c.share_wrapped).where(K.c.id == key_id)).one()
+        data = self._holder.keyring().unwrap(bytes(row.share_wrapped), _share_context(key_id))
+        return sm2.ServerShare.from_dict(json.loads(data))
+
+    def _signer_row(self, signer_id: int) -> Row[Any]:
+        with self._db.engine.connect() as conn:
+            row = conn.execute(select(S).where(S.c.id == signer_id)).first()
+        if row is None or row.status != "active":
+            raise Forbidden("签名人不存在或已停用")
+        return row
+
+    def _subject(self, signer: Row[Any]) -> SubjectInfo:
+        organization = SubjectInfo.from_certificate(
+            Certificate.from_stored(self._ca.ca_certificate(
+                self._ca.active_authority("sm2").id))).organization
+        return SubjectInfo(common_name=signer.name, organization=organization,
+                           department=signer.department, title=signer.title,
+                           unique_id=signer.id_number_hmac[:32])
+
+    def _record(self, category: str, action: str, actor: str, subject: str,
+                details: Mapping[str, Any]) -> None:
+        if self._audit is not None:
+            label = actor if ":" in actor or actor in ("system", "cli") else f"device:{actor}"
+            self._audit(category, action, label, subject, dict(details))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Unlocked:
+    record: PinRecord
+    error: None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class _DeviceActor:
+    name: str
+    kind: str = "device"
+    id: int = 0
+
+
+def _message_json(message: messages.Message) -> Any:
+    return json.loads(message.encode())

@@ -1,0 +1,246 @@
+"""Signing flows end to end through the API (both engines): a phone is activated, co-generates
+its key and gets a certificate; the backend asks for an e-prescription signed by the doctor and
+reviewed by the pharmacist; the result is one CMS per document with both signers, which
+signcore and gmssl verify; refusals change nothing."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import time
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+
+from appliance.api.device_signing import sign_request
+from appliance.services.applications import decode_secret
+from appliance.services.webhooks import WebhookService
+from appliance.storage import Database, schema
+from signcore import cms
+from signcore.hashes import sm3
+from signcore.sm2 import SM2PublicKey
+from signcore.x509 import Certificate
+from tests.appliance.mobile.conftest import Hospital
+from tests.appliance.mobile.phone import ApiError, TestPhone
+from tests.appliance.test_webhooks import Receiver
+from tests.support import gmssl_oracle
+
+PRESCRIPTION = "处方 RX-2026-0001：阿莫西林胶囊 0.25g×24 粒，每次 0.5g，每日三次\n".encode()
+
+
+def _prescription(hospital: Hospital, *, fmt: str = "cms-attached", flavour: str = "rfc5652",
+                  documents: list[dict[str, Any]] | None = None, key: str | None = None,
+                  review: bool = True) -> dict[str, Any]:
+    signers = [{"signer_id": hospital.doctor_id, "action": "sign"}]
+    if review:
+        signers.append({"signer_id": hospital.pharmacist_id, "action": "review"})
+    body = {"title": "门诊处方 RX-2026-0001", "format": fmt, "flavour": flavour,
+            "documents": documents or [{"name": "rx-0001.txt", "media_type": "text/plain",
+                                        "content": base64.b64encode(PRESCRIPTION).decode()}],
+            "signers": signers}
+    headers = {"Idempotency-Key": key} if key else None
+    answer: dict[str, Any] = hospital.backend("POST", "/api/v1/sign-requests", body,
+                                              headers).json
+    return answer
+
+
+def test_activation_keygen_and_enrollment(hospital: Hospital) -> None:
+    phone = hospital.phone_for(hospital.doctor_id, enroll=False)
+    done = phone.enroll()
+    certificate = Certificate.from_stored(
+        hospital.ca.get(done["certificate"]["id"]).der)
+    assert phone.share is not None
+    assert certificate.public_key().encoded_point == phone.share.public_key  # type: ignore[attr-defined]
+    assert "张医生" in certificate.subject
+    me = phone.call("GET", "/api/v1/mobile/me")
+    assert me["certificate"]["id"] == done["certificate"]["id"]
+    assert me["pin"] == {"attempts_left": 10, "locked": False}
+    assert [k["status"] for k in me["keys"]] == ["active"]
+    # the code was for one use
+    with pytest.raises(ApiError) as used:
+        TestPhone(hospital.site.client).activate("0000-0000-0000-0000")
+    assert used.value.status == 400 and used.value.problem["code"] == "activation-failed"
+
+
+def test_e_prescription_doctor_then_pharmacist(hospital: Hospital) -> None:
+    doctor = hospital.phone_for(hospital.doctor_id)
+    pharmacist = hospital.phone_for(hospital.pharmacist_id)
+    request = _prescription(hospital, key="rx-0001")
+    assert request["status"] == "pending"
+    assert [s["status"] for s in request["signers"]] == ["pending", "waiting"]
+    assert pharmacist.tasks() == []
+    (task,) = doctor.tasks()
+    assert task["request_id"] == request["id"] and task["action"] == "sign"
+    preview = doctor.call("GET", f"/api/v1/mobile/tasks/{task['id']}/documents/0")
+    assert preview == PRESCRIPTION
+    signed = doctor.sign([task["id"]])
+    assert signed["tasks"] == [{"id": task["id"], "status": "signed"}]
+    (review,) = pharmacist.tasks()
+    assert review["action"] == "review"
+    messages = pharmacist.call("GET", "/api/v1/mobile/messages")["items"]
+    assert messages[0]["task_id"] == review["id"] and "待审核" in messages[0]["title"]
+    pharmacist.sign([review["id"]])
+    status = hospital.backend("GET", f"/api/v1/sign-requests/{request['id']}").json
+    assert status["status"] == "completed"
+    result = hospital.backend("GET", f"/api/v1/sign-requests/{request['id']}/result").json
+    der = base64.b64decode(result["documents"][0]["signature"])
+    authority = hospital.ca.active_authority("sm2")
+    verified = cms.verify(der, trust_roots=[authority.root],
+                          intermediates=[authority.certificate])
+    assert verified.valid and len(verified.signers) == 2, verified
+    assert verified.content == PRESCRIPTION
+    for signer in verified.signers:  # gmssl agrees on both SM2 signatures
+        assert signer.signer_certificate is not None and signer.signed_attributes is not None
+        public = signer.signer_certificate.public_key()
+        assert isinstance(public, SM2PublicKey)
+        signed = b"\x31" + signer.signed_attributes.dump()[1:]  # [0] IMPLICIT -> SET OF
+        assert gmssl_oracle.verify(public, signer.signature, signed)
+    # the same Idempotency-Key and body: the same request, not a new one
+    again = _prescription(hospital, key="rx-0001")
+    assert again["id"] == request["id"] and again["status"] == "completed"
+
+
+def test_rejection_ends_the_request(hospital: Hospital) -> None:
+    doctor = hospital.phone_for(hospital.doctor_id)
+    pharmacist = hospital.phone_for(hospital.pharmacist_id)
+    request = _prescription(hospital)
+    doctor.sign([doctor.tasks()[0]["id"]])
+    (review,) = pharmacist.tasks()
+    pharmacist.call("POST", f"/api/v1/mobile/tasks/{review['id']}/reject",
+                    {"reason": "剂量超出说明书范围，请医生确认"})
+    status = hospital.backend("GET", f"/api/v1/sign-requests/{request['id']}").json
+    assert status["status"] == "rejected"
+    assert status["signers"][1]["reason"] == "剂量超出说明书范围，请医生确认"
+    with pytest.raises(ApiError) as refused:
+        hospital.backend("GET", f"/api/v1/sign-requests/{request['id']}/result")
+    assert refused.value.status == 409
+
+
+def test_batch_of_documents_in_one_confirmation(hospital: Hospital) -> None:
+    doctor = hospital.phone_for(hospital.doctor_id)
+    contents = [f"处方 RX-{i:04d}".encode() for i in range(40)]
+    for i in range(0, 40, 10):  # 4 requests of 10 documents, detached, digests for half
+        docs = [{"name": f"rx-{j}", "content": base64.b64encode(contents[j]).decode()}
+                if j % 2 else
+                {"name": f"rx-{j}", "digest": _sm3(contents[j]), "digest_algorithm": "sm3"}
+                for j in range(i, i + 10)]
+        _prescription(hospital, fmt="cms-detached", flavour="gmt0010", documents=docs,
+                      review=False)
+    tasks = doctor.tasks()
+    assert len(tasks) == 4
+    answer = doctor.sign([t["id"] for t in tasks])
+    assert len(answer["signatures"]) == 40
+    authority = hospital.ca.active_authority("sm2")
+    for task in tasks:
+        result = hospital.backend("GET",
+                                  f"/api/v1/sign-requests/{task['request_id']}/result").json
+        for document in result["documents"]:
+            index = int(document["name"].split("-")[1])
+            verified = cms.verify(base64.b64decode(document["signature"]),
+                                  content=contents[index], trust_roots=[authority.root],
+                                  intermediates=[authority.certificate])
+            assert verified.valid, verified
+
+
+def test_someone_else_s_task_and_wrong_pin(hospital: Hospital) -> None:
+    doctor = hospital.phone_for(hospital.doctor_id)
+    pharmacist = hospital.phone_for(hospital.pharmacist_id)
+    _prescription(hospital)
+    (task,) = doctor.tasks()
+    with pytest.raises(ApiError) as foreign:
+        pharmacist.sign([task["id"]])
+    assert foreign.value.status == 404
+    with pytest.raises(ApiError) as wrong:
+        doctor.sign([task["id"]], pin="000000")
+    assert wrong.value.status == 403 and wrong.value.problem["attempts_left"] == 9
+    assert doctor.tasks()[0]["status"] == "pending"
+    doctor.sign([task["id"]])  # the right PIN resets the counter
+    assert doctor.call("GET", "/api/v1/mobile/me")["pin"]["attempts_left"] == 10
+
+
+def test_pin_lockout(hospital: Hospital) -> None:
+    doctor = hospital.phone_for(hospital.doctor_id)
+    _prescription(hospital, review=False)
+    (task,) = doctor.tasks()
+    for attempt in range(10):
+        with pytest.raises(ApiError) as wrong:
+            doctor.sign([task["id"]], pin="000000")
+        assert wrong.value.status == (423 if attempt == 9 else 403)
+    with pytest.raises(ApiError) as locked:
+        doctor.sign([task["id"]])
+    assert locked.value.status == 423 and locked.value.problem["code"] == "pin-locked"
+
+
+def test_pin_change(hospital: Hospital) -> None:
+    doctor = hospital.phone_for(hospital.doctor_id)
+    doctor.change_pin("135790")
+    _prescription(hospital, review=False)
+    doctor.sign([doctor.tasks()[0]["id"]])
+
+
+def test_auto_sign_window_and_count(hospital: Hospital) -> None:
+    doctor = hospital.phone_for(hospital.doctor_id)
+    for _ in range(3):
+        _prescription(hospital, review=False)
+    tasks = doctor.tasks()
+    doctor.sign([tasks[0]["id"]])  # with the PIN: the phone keeps the unwrap key
+    with pytest.raises(ApiError) as no_grant:
+        doctor.sign([tasks[1]["id"]], auto=True)
+    assert no_grant.value.status == 409
+    grant = doctor.call("POST", "/api/v1/mobile/auto-sign", {"minutes": 30, "max_count": 1})
+    doctor.sign([tasks[1]["id"]], auto=True)
+    with pytest.raises(ApiError) as used_up:
+        doctor.sign([tasks[2]["id"]], auto=True)
+    assert used_up.value.status == 409
+    signed = doctor.tasks("signed")
+    assert {t["auto_sign_id"] for t in signed} == {None, grant["id"]}
+    listed = doctor.call("GET", "/api/v1/mobile/auto-sign")["items"]
+    assert listed[0]["used_count"] == 1 and listed[0]["status"] == "ended"
+
+
+def test_replayed_device_request_is_refused(hospital: Hospital) -> None:
+    doctor = hospital.phone_for(hospital.doctor_id)
+    assert doctor.device_id is not None
+    headers = sign_request("GET", "/api/v1/mobile/me", device_id=doctor.device_id,
+                           key=doctor.device_key)
+    first = hospital.site.client.simulate_get("/api/v1/mobile/me", headers=headers)
+    assert first.status_code == 200
+    again = hospital.site.client.simulate_get("/api/v1/mobile/me", headers=headers)
+    assert again.status_code == 401 and again.json["code"] == "replay"
+    other = TestPhone(hospital.site.client)
+    forged = sign_request("GET", "/api/v1/mobile/me", device_id=doctor.device_id,
+                          key=other.device_key)
+    assert hospital.site.client.simulate_get(
+        "/api/v1/mobile/me", headers=forged).json["code"] == "device-signature-invalid"
+
+
+def _sm3(data: bytes) -> str:
+    return sm3(data).hex()
+
+
+
+def test_webhooks_reach_the_backend_even_when_it_was_down(hospital: Hospital,
+                                                          database: Database) -> None:
+    receiver = Receiver(decode_secret(hospital.secret))
+    receiver.statuses = [503]  # the backend is down for the first delivery
+    doctor = hospital.phone_for(hospital.doctor_id)
+    body = {"title": "处方", "format": "cms-detached",
+            "documents": [{"name": "rx", "content": base64.b64encode(PRESCRIPTION).decode()}],
+            "signers": [{"signer_id": hospital.doctor_id}], "callback_url": receiver.url}
+    request = hospital.backend("POST", "/api/v1/sign-requests", body).json
+    doctor.sign([doctor.tasks()[0]["id"]])
+    webhooks = WebhookService(database, hospital.site.apps)
+    deadline = time.monotonic() + 10
+    while not receiver.received and time.monotonic() < deadline:  # the server's dispatcher
+        time.sleep(0.05)
+    assert receiver.received, "the first delivery was not attempted"
+    with database.transaction() as conn:  # the retry is due now rather than in 30 s
+        conn.execute(update(schema.webhook_deliveries).values(
+            next_attempt_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
+    webhooks.deliver_due()
+    (first_id, _, _), (event_id, event, valid) = receiver.received[:2]
+    assert valid and event_id == first_id  # the same event, de-duplicable by its id
+    assert event["type"] == "sign_request.completed"
+    assert event["data"]["sign_request_id"] == request["id"]
+    receiver.server.shutdown()
