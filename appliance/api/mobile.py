@@ -114,8 +114,41 @@ class Me:
 class Keys:
     access = {"POST": DEVICE}
     openapi = {"POST": {
-        "summary": "Start co-keygen (then enrollment) of this phone's signing key",
-        "responses": {"201": oa.response("A keygen session and its offer", _SESSION)}}}
+        "summary": "Generate this phone's split signing key, then enroll it",
+        "description": "SM2 (default): a co-keygen session; its keygen.result comes with the "
+                       "co-sign session of the enrollment (`next`).  RSA: split keygen at "
+                       "once (send `pin_proof`); the answer carries the phone's share sealed "
+                       "to the device key (SM2 encryption), the unwrap key and `next`.",
+        "requestBody": oa.body({
+            "type": "object", "additionalProperties": False,
+            "properties": {"algorithm": {"enum": ["sm2", "rsa"], "default": "sm2"},
+                           "pin_proof": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}},
+            required=False),
+        "responses": {"201": oa.response("A keygen session (SM2) or the split key (RSA)",
+                                         _OBJECT)}}}
+
+    def __init__(self, keys: SignerKeyService) -> None:
+        self._keys = keys
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = json_body(req, allowed={"algorithm", "pin_proof"})
+        algorithm = body.get("algorithm", "sm2")
+        if algorithm not in ("sm2", "rsa"):
+            raise ValidationFailed("algorithm: sm2 or rsa")
+        proof = _hex(body["pin_proof"], "pin_proof", 32) if "pin_proof" in body else None
+        device = _device(req)
+        resp.status = falcon.HTTP_201
+        resp.media = self._keys.open_keygen(device.name, device.id, algorithm=algorithm,
+                                            pin_proof=proof)
+
+
+class KeyRenewal:
+    access = {"POST": DEVICE}
+    openapi = {"POST": {
+        "summary": "Renew this phone's certificate (same key): the co-sign session of the "
+                   "enrollment",
+        "responses": {"201": oa.response("The co-sign session", _SESSION),
+                      "409": oa.problem("No key with a certificate on this phone")}}}
 
     def __init__(self, keys: SignerKeyService) -> None:
         self._keys = keys
@@ -124,7 +157,7 @@ class Keys:
         json_body(req, allowed=set())
         device = _device(req)
         resp.status = falcon.HTTP_201
-        resp.media = self._keys.open_keygen(device.name, device.id)
+        resp.media = self._keys.renew(device.name, device.id)
 
 
 class SessionMessage:
@@ -407,6 +440,7 @@ def routes(devices: DeviceService, keys: SignerKeyService,
         f"{base}/activate": Activate(devices),
         f"{base}/me": Me(devices, keys),
         f"{base}/keys": Keys(keys),
+        f"{base}/keys/renew": KeyRenewal(keys),
         f"{base}/sessions/{{session}}": SessionMessage(keys),
         f"{base}/pin": Pin(keys),
         f"{base}/tasks": Tasks(requests),

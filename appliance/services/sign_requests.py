@@ -44,8 +44,9 @@ from appliance.services.webhooks import WebhookService, check_url
 from appliance.storage import Database, schema
 from keysplit.messages import MAX_ITEMS
 from signcore import cms
-from signcore.hashes import sm3
+from signcore.hashes import HashAlgorithm, digest, sm3
 from signcore.sm2 import SM2PublicKey
+from signcore.x509 import Certificate
 
 R = schema.sign_requests
 DOC = schema.sign_documents
@@ -80,7 +81,8 @@ class NewDocument:
     name: str
     media_type: str
     content: bytes | None
-    digest: bytes
+    digest: bytes  # SM3 of the content, or the digest the caller sent
+    digest_algorithm: str = "sm3"
 
 
 def _canonical(value: Any) -> bytes:
@@ -107,12 +109,13 @@ def parse_documents(items: Any, fmt: str) -> list[NewDocument]:
                                    f"digest and digest_algorithm")
         name = _text(item, "name", where, 200)
         media_type = _text(item, "media_type", where, 100, "application/octet-stream")
-        content, digest = _payload(item, where, fmt)
-        found.append(NewDocument(name, media_type, content, digest))
+        content, digest, algorithm = _payload(item, where, fmt)
+        found.append(NewDocument(name, media_type, content, digest, algorithm))
     return found
 
 
-def _payload(item: Mapping[str, Any], where: str, fmt: str) -> tuple[bytes | None, bytes]:
+def _payload(item: Mapping[str, Any], where: str,
+             fmt: str) -> tuple[bytes | None, bytes, str]:
     content = item.get("content")
     if content is not None:
         if not isinstance(content, str) or len(content) > MAX_DOCUMENT_BYTES * 4 // 3 + 4:
@@ -122,15 +125,15 @@ def _payload(item: Mapping[str, Any], where: str, fmt: str) -> tuple[bytes | Non
             data = base64.b64decode(content, validate=True)
         except ValueError:
             raise ValidationFailed(f"{where}.content is not base64") from None
-        return data, sm3(data)
+        return data, sm3(data), "sm3"
     if fmt != "cms-detached":
         raise ValidationFailed(f"{where}: format {fmt} needs the document's content")
     digest, algorithm = item.get("digest"), item.get("digest_algorithm")
-    if algorithm != "sm3" or not isinstance(digest, str) or len(digest) != 64:
+    if algorithm not in ("sm3", "sha256") or not isinstance(digest, str) or len(digest) != 64:
         raise ValidationFailed(f"{where}: content, or a 64-hex-digit digest with "
-                               f"digest_algorithm sm3 (signers' keys are SM2)")
+                               f"digest_algorithm sm3 (SM2 signers) or sha256 (RSA signers)")
     try:
-        return None, bytes.fromhex(digest)
+        return None, bytes.fromhex(digest), algorithm
     except ValueError:
         raise ValidationFailed(f"{where}.digest is not hex") from None
 
@@ -214,7 +217,8 @@ class SignRequestService:
             conn.execute(insert(DOC), [
                 {"request_id": request_id, "idx": i, "name": d.name, "media_type": d.media_type,
                  "content": d.content, "size": len(d.content) if d.content is not None else None,
-                 "digest_algorithm": "sm3", "digest": d.digest, "signature": None}
+                 "digest_algorithm": d.digest_algorithm, "digest": d.digest,
+                 "signature": None}
                 for i, d in enumerate(documents)])
             conn.execute(insert(T), [
                 {"id": "tk_" + secrets.token_urlsafe(15), "request_id": request_id, "step": i,
@@ -399,6 +403,7 @@ class SignRequestService:
         signer_id = device.id
         key = self._keys.active_key(signer_id, device.name)
         certificate = self._keys.certificate(key)
+        chain = self._keys.chain(key)
         now = self._clock()
         with self._db.engine.connect() as conn:
             rows = conn.execute(select(T, R.c.format, R.c.flavour, R.c.status.label("r_status"),
@@ -415,7 +420,7 @@ class SignRequestService:
                     raise NotPending(f"签名任务 {row.id} 当前不可签（{row.status}）")
             docs = {t: conn.execute(select(DOC).where(DOC.c.request_id == found[t].request_id)
                                     .order_by(DOC.c.idx)).all() for t in task_ids}
-        items, digests = self._prepare(task_ids, found, docs, certificate, now)
+        items, digests = self._prepare(task_ids, found, docs, (certificate, chain), now)
         if len(digests) > MAX_ITEMS:
             raise ValidationFailed(f"一次最多签署 {MAX_ITEMS} 份文档")
         grant = self._usable_grant(device, len(task_ids)) if auto_sign else None
@@ -427,26 +432,34 @@ class SignRequestService:
             for i, d in zip(items, digests, strict=True)]}
 
     def _prepare(self, task_ids: Sequence[str], tasks: Mapping[str, Row[Any]],
-                 docs: Mapping[str, Sequence[Row[Any]]], certificate: Any,
+                 docs: Mapping[str, Sequence[Row[Any]]],
+                 certificates: tuple[Certificate, list[Certificate]],
                  now: dt.datetime) -> tuple[list[dict[str, Any]], list[bytes]]:
         """The signed attributes (CMS) or the messages (raw) for every document, and the
         digests e the phone co-signs."""
+        certificate, chain = certificates
         public = certificate.public_key()
-        assert isinstance(public, SM2PublicKey)
+        wanted = "sm3" if isinstance(public, SM2PublicKey) else "sha256"
         items, digests = [], []
         for task_id in task_ids:
             task = tasks[task_id]
             for doc in docs[task_id]:
                 if task.format == "raw":
                     items.append({"task": task_id, "doc": doc.idx, "prepared": None})
-                    digests.append(public.digest(bytes(doc.content)))
+                    digests.append(public.digest(bytes(doc.content))
+                                   if isinstance(public, SM2PublicKey)
+                                   else digest(HashAlgorithm.SHA256, bytes(doc.content)))
                     continue
                 content = bytes(doc.content) if doc.content is not None else None
+                if content is None and doc.digest_algorithm != wanted:
+                    raise NotPending(f"文档 {doc.name or doc.idx} 只登记了 "
+                                     f"{doc.digest_algorithm} 摘要，与签名人的 "
+                                     f"{'SM2' if wanted == 'sm3' else 'RSA'} 密钥不符")
                 prepared = cms.prepare(
                     content if content is not None else None, certificate,
                     message_digest=None if content is not None else bytes(doc.digest),
                     detached=task.format == "cms-detached", flavor=task.flavour,
-                    signing_time=now)
+                    signing_time=now, extra_certificates=chain)
                 items.append({"task": task_id, "doc": doc.idx, "prepared": prepared.to_dict()})
                 digests.append(prepared.digest())
         return items, digests

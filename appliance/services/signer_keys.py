@@ -25,6 +25,7 @@ once.  A result whose signature does not verify is refused and changes nothing.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
 import json
@@ -49,12 +50,16 @@ from appliance.services.admins import Actor, actor_label
 from appliance.services.ca import CaService
 from appliance.services.channels import ChannelService
 from appliance.services.cosign_sessions import SessionStore, StoredSession
+from appliance.services.devices import load_device_key
 from appliance.storage import Database, schema
 from ca_client import EnrollmentRequest, PendingEnrollment, SubjectInfo
 from ca_client.errors import CaError, ChannelUnavailable, RequestRejected
-from keysplit import messages, sm2
+from keysplit import messages, rsa, sm2
 from keysplit.errors import PinError, ProtocolError, ShareLocked, WrongPin
 from keysplit.pin import PinRecord
+from signcore.hashes import HashAlgorithm, digest
+from signcore.keys import PublicKey, RSAPublicKey
+from signcore.sm2 import SM2PublicKey
 from signcore.x509 import Certificate
 
 K = schema.signer_keys
@@ -86,19 +91,21 @@ class SignerKey:
     signer_id: int
     device_id: str
     status: str
-    public_key: bytes
+    public_key: bytes  # the SM2 point, or the RSA modulus (big-endian, k bytes)
     certificate_id: int | None
     created_at: dt.datetime
+    algorithm: str = "sm2"
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "status": self.status, "algorithm": "sm2",
+        return {"id": self.id, "status": self.status, "algorithm": self.algorithm,
                 "public_key": self.public_key.hex(), "certificate_id": self.certificate_id,
                 "created_at": self.created_at.isoformat()}
 
 
 def _key(row: Row[Any]) -> SignerKey:
     return SignerKey(row.id, int(row.signer_id), row.device_id, row.status,
-                     bytes(row.public_key), row.certificate_id, aware(row.created_at))
+                     bytes(row.public_key), row.certificate_id, aware(row.created_at),
+                     row.algorithm)
 
 
 AfterCommit = Callable[[], None]
@@ -158,13 +165,32 @@ class SignerKeyService:
             raise NoSigningKey("该密钥尚无证书")
         return Certificate.from_stored(self._ca.get(key.certificate_id).der)
 
+    def chain(self, key: SignerKey) -> list[Certificate]:
+        """The issuing CA above the key's certificate, when the built-in CA issued it (CMS
+        signatures carry it so that a relying party needs only the root)."""
+        if key.certificate_id is None:
+            return []
+        issuer = self._ca.get(key.certificate_id).issuer_id
+        if issuer not in {a.id for a in self._ca.authorities()}:
+            return []
+        return [self._ca.authority(issuer).certificate]
+
     def certificate_info(self, certificate_id: int) -> dict[str, Any]:
         return self._ca.get(certificate_id).to_json()
 
     # -- co-keygen and enrollment
 
-    def open_keygen(self, device_id: str, signer_id: int) -> dict[str, Any]:
+    def open_keygen(self, device_id: str, signer_id: int, *, algorithm: str = "sm2",
+                    pin_proof: bytes | None = None) -> dict[str, Any]:
+        """SM2: open a co-keygen session.  RSA: split keygen at once (the phone's PIN proof
+        comes with the request), the phone's share sealed to its device key."""
         self._signer_row(signer_id)  # an active signer
+        if algorithm == "rsa":
+            if pin_proof is None:
+                raise ValidationFailed("RSA 密钥生成需要 pin_proof")
+            return self._rsa_keygen(device_id, signer_id, pin_proof)
+        if algorithm != "sm2":
+            raise ValidationFailed("algorithm 应为 sm2 或 rsa")
         state, offer = sm2.open_keygen()
         with self._db.transaction() as conn:
             expires = self._sessions.create(
@@ -173,6 +199,93 @@ class SignerKeyService:
                 now=self._clock())
         return {"session": state.session.hex(), "kind": "keygen",
                 "expires_at": expires.isoformat(), "message": _message_json(offer)}
+
+    def _rsa_keygen(self, device_id: str, signer_id: int, proof: bytes) -> dict[str, Any]:
+        with self._db.engine.connect() as conn:
+            device_key = conn.execute(select(schema.devices.c.public_key).where(
+                schema.devices.c.id == device_id)).one().public_key
+        share, phone_secret = rsa.split_keygen(2048)
+        record, unwrap = PinRecord.create(proof, self._max_pin_failures)
+        sealed = phone_secret.seal(load_device_key(bytes(device_key)))
+        del phone_secret
+        modulus = share.modulus.to_bytes(share.size, "big")
+        key_id, pending = self._store_new_key(
+            device_id, signer_id, algorithm="rsa", public_bytes=modulus, share=share.to_dict(),
+            record=record, public_key=share.public_key())
+        opened = self._open_enrollment(key_id, device_id, pending, share.public_key())
+        return {"key_id": key_id, "algorithm": "rsa", "modulus": modulus.hex(),
+                "sealed_share": base64.b64encode(sealed).decode(), "unwrap": unwrap.hex(),
+                "next": opened}
+
+    def _store_new_key(self, device_id: str, signer_id: int, *, algorithm: str,
+                       public_bytes: bytes, share: Mapping[str, Any], record: PinRecord,
+                       public_key: PublicKey,
+                       conn_hook: Callable[[Connection], None] | None = None
+                       ) -> tuple[str, PendingEnrollment]:
+        """Prepare the enrollment of a new split key and store the key (``enrolling``)."""
+        signer = self._signer_row(signer_id)
+        profile = PROFILES[signer.kind]
+        pending = self._prepare(profile, self._subject(signer), public_key, None)
+        key_id = "sk_" + secrets.token_urlsafe(15)
+        keyring = self._holder.keyring()
+        now = self._clock()
+        with self._db.transaction() as conn:
+            if conn_hook is not None:
+                conn_hook(conn)
+            conn.execute(insert(K).values(
+                id=key_id, signer_id=signer_id, device_id=device_id, algorithm=algorithm,
+                public_key=public_bytes,
+                share_wrapped=keyring.wrap(json.dumps(dict(share)).encode(),
+                                           _share_context(key_id)),
+                pin_wrapped=keyring.wrap(json.dumps(record.to_dict()).encode(),
+                                         _pin_context(key_id)),
+                version=1, status="enrolling", enrollment=json.dumps(pending.to_dict()),
+                created_at=now, updated_at=now))
+        self._record("data", "signer-key.keygen", device_id, f"signer:{signer_id}",
+                     {"key_id": key_id, "algorithm": algorithm, "public_key": public_bytes.hex(),
+                      "channel": pending.channel, "profile": profile})
+        return key_id, pending
+
+    def _prepare(self, profile: str, subject: SubjectInfo, public_key: PublicKey,
+                 renewal_of: Certificate | None) -> PendingEnrollment:
+        """The profile's active channel prepares the request.  A built-in channel issues
+        from the hierarchy of the key's algorithm (an RSA key under builtin-rsa)."""
+        name = self._channels.assignments()[profile]
+        if name in ("builtin-sm2", "builtin-rsa"):
+            name = "builtin-rsa" if isinstance(public_key, RSAPublicKey) else "builtin-sm2"
+        try:
+            return self._channels.channel(name).prepare(
+                EnrollmentRequest(profile, subject, public_key), renewal_of=renewal_of)
+        except ChannelUnavailable as exc:
+            raise CaChannelDown(f"CA 通道 {name} 暂不可用：{exc}") from None
+        except (RequestRejected, CaError) as exc:
+            raise ValidationFailed(f"CA 通道 {name} 拒绝了申请：{exc}") from None
+
+    def _open_enrollment(self, key_id: str, device_id: str, pending: PendingEnrollment,
+                         public_key: PublicKey, *, renewal: bool = False) -> dict[str, Any]:
+        """The co-sign session over the enrollment's proof of possession."""
+        key = SignerKey(key_id, 0, device_id, "enrolling", b"", None, self._clock(),
+                        "rsa" if isinstance(public_key, RSAPublicKey) else "sm2")
+        pop = (public_key.digest(pending.to_be_signed) if isinstance(public_key, SM2PublicKey)
+               else digest(HashAlgorithm.SHA256, pending.to_be_signed))
+        return self.open_cosign(key=key, kind="enroll", digests=[pop], require_pin=True,
+                                context={"channel": pending.channel, "renewal": renewal})
+
+    def renew(self, device_id: str, signer_id: int) -> dict[str, Any]:
+        """Renew the certificate of this phone's key (same key, new certificate): the
+        enrollment's proof of possession is co-signed like a first one."""
+        key = self.active_key(signer_id, device_id)
+        current = self.certificate(key)
+        signer = self._signer_row(signer_id)
+        public_key = current.public_key()
+        pending = self._prepare(PROFILES[signer.kind], self._subject(signer), public_key,
+                                current)
+        with self._db.transaction() as conn:
+            conn.execute(update(K).where(K.c.id == key.id).values(
+                enrollment=json.dumps(pending.to_dict()), updated_at=self._clock()))
+        self._record("data", "signer-key.renew", device_id, f"signer:{signer_id}",
+                     {"key_id": key.id, "certificate_id": key.certificate_id})
+        return self._open_enrollment(key.id, device_id, pending, public_key, renewal=True)
 
     def handle(self, device_id: str, signer_id: int, session_id: str,
                body: bytes) -> dict[str, Any]:
@@ -187,6 +300,10 @@ class SignerKeyService:
                 return self._respond(session, messages.decode(body, messages.CosignCommit))
             if session.kind != "keygen" and kind == "cosign.result":
                 return self._accept(session, messages.decode(body, messages.CosignResult))
+            if session.kind != "keygen" and kind == "rsa.unlock":
+                return self._rsa_unlock(session, messages.decode(body, messages.RsaUnlock))
+            if session.kind != "keygen" and kind == "rsa.commit":
+                return self._rsa_finish(session, messages.decode(body, messages.RsaCommit))
         except ProtocolError as exc:
             raise ProtocolRefused(str(exc)) from None
         raise ProtocolRefused(f"a {kind} message does not belong to a {session.kind} session")
@@ -195,43 +312,14 @@ class SignerKeyService:
                          commit: messages.KeygenCommit) -> dict[str, Any]:
         state = sm2.KeygenState.from_dict(session.state)
         outcome = sm2.complete_keygen(state, commit, max_pin_failures=self._max_pin_failures)
-        signer = self._signer_row(signer_id)
         public = outcome.share.sm2_public_key()
-        profile = PROFILES[signer.kind]
-        channel_name = self._channels.assignments()[profile]
-        try:
-            pending = self._channels.channel(channel_name).prepare(
-                EnrollmentRequest(profile, self._subject(signer), public))
-        except ChannelUnavailable as exc:
-            raise CaChannelDown(f"CA 通道 {channel_name} 暂不可用：{exc}") from None
-        except (RequestRejected, CaError) as exc:
-            raise ValidationFailed(f"CA 通道 {channel_name} 拒绝了申请：{exc}") from None
-        key_id = "sk_" + secrets.token_urlsafe(15)
-        keyring = self._holder.keyring()
-        now = self._clock()
-        cosign_state, offer = sm2.SM2Server(outcome.share).open_cosign(
-            [public.digest(pending.to_be_signed)])
-        with self._db.transaction() as conn:
-            self._sessions.save(conn, session, outcome.state.to_dict(), done=True)
-            conn.execute(insert(K).values(
-                id=key_id, signer_id=signer_id, device_id=session.device_id, algorithm="sm2",
-                public_key=outcome.share.public_key,
-                share_wrapped=keyring.wrap(json.dumps(outcome.share.to_dict()).encode(),
-                                           _share_context(key_id)),
-                pin_wrapped=keyring.wrap(json.dumps(outcome.pin_record.to_dict()).encode(),
-                                         _pin_context(key_id)),
-                version=1, status="enrolling", enrollment=json.dumps(pending.to_dict()),
-                created_at=now, updated_at=now))
-            expires = self._sessions.create(
-                conn, session_id=cosign_state.session.hex(), kind="enroll",
-                device_id=session.device_id, key_id=key_id, state=cosign_state.to_dict(),
-                context={"channel": channel_name}, now=now)
-        self._record("data", "signer-key.keygen", session.device_id, f"signer:{signer_id}",
-                     {"key_id": key_id, "public_key": outcome.share.public_key.hex(),
-                      "channel": channel_name, "profile": profile})
-        return {"message": _message_json(outcome.reply), "key_id": key_id,
-                "next": {"session": cosign_state.session.hex(), "kind": "enroll",
-                         "expires_at": expires.isoformat(), "message": _message_json(offer)}}
+        key_id, pending = self._store_new_key(
+            session.device_id, signer_id, algorithm="sm2", public_bytes=outcome.share.public_key,
+            share=outcome.share.to_dict(), record=outcome.pin_record, public_key=public,
+            conn_hook=lambda conn: self._sessions.save(conn, session,
+                                                       outcome.state.to_dict(), done=True))
+        opened = self._open_enrollment(key_id, session.device_id, pending, public)
+        return {"message": _message_json(outcome.reply), "key_id": key_id, "next": opened}
 
     def _complete_enrollment(self, session: StoredSession, key: SignerKey,
                              signature: bytes, state: dict[str, Any]) -> dict[str, Any]:
@@ -250,12 +338,19 @@ class SignerKeyService:
             actor=_DeviceActor(session.device_id), signer_id=key.signer_id,
             builtin=channel.kind == "builtin")
         now = self._clock()
+        renewal = bool(session.context.get("renewal"))
         with self._db.transaction() as conn:
             self._sessions.save(conn, session, state, done=True)
-            earlier = conn.execute(select(K.c.id, K.c.certificate_id).where(
-                K.c.signer_id == key.signer_id, K.c.status == "active")).all()
-            conn.execute(update(K).where(K.c.id.in_([e.id for e in earlier]))
-                         .values(status="retired", updated_at=now))
+            earlier: Sequence[Row[Any, Any]] = []
+            if renewal:  # the same key: the old certificate points to its replacement
+                conn.execute(update(schema.certificates)
+                             .where(schema.certificates.c.id == key.certificate_id)
+                             .values(replaced_by=info.id, renewal_error=None))
+            else:
+                earlier = conn.execute(select(K.c.id, K.c.certificate_id).where(
+                    K.c.signer_id == key.signer_id, K.c.status == "active")).all()
+                conn.execute(update(K).where(K.c.id.in_([e.id for e in earlier]))
+                             .values(status="retired", updated_at=now))
             conn.execute(update(K).where(K.c.id == key.id).values(
                 status="active", certificate_id=info.id, enrollment=None, updated_at=now))
         for old in earlier:
@@ -264,7 +359,7 @@ class SignerKeyService:
         self._record("data", "signer-key.enroll", session.device_id, f"signer:{key.signer_id}",
                      {"key_id": key.id, "certificate_id": info.id,
                       "serial": info.serial_hex, "channel": pending.channel,
-                      "retired": [e.id for e in earlier]})
+                      "retired": [e.id for e in earlier], "renewal": renewal})
         return {"certificate": info.to_json(), "key_id": key.id}
 
     def _revoke_superseded(self, certificate_id: int) -> None:
@@ -344,67 +439,106 @@ class SignerKeyService:
 
     def open_cosign(self, *, key: SignerKey, kind: str, digests: Sequence[bytes],
                     require_pin: bool, context: Mapping[str, Any]) -> dict[str, Any]:
-        """Open a co-sign session for digests the caller registered; what the phone needs to
-        start."""
-        server = sm2.SM2Server(self._server_share(key.id))
-        state, offer = server.open_cosign(digests, require_pin=require_pin)
+        """Open a co-sign session for digests the caller registered (SM2: e = SM3(Z || M);
+        split RSA: SHA-256 digests); what the phone needs to start."""
+        state: sm2.CosignState | rsa.RsaState
+        offer: messages.Message
+        if key.algorithm == "rsa":
+            state, offer = rsa.RsaServer(self._rsa_share(key.id)).open(
+                digests, require_pin=require_pin)
+        else:
+            state, offer = sm2.SM2Server(self._server_share(key.id)).open_cosign(
+                digests, require_pin=require_pin)
         with self._db.transaction() as conn:
             expires = self._sessions.create(conn, session_id=state.session.hex(), kind=kind,
                                             device_id=key.device_id, key_id=key.id,
                                             state=state.to_dict(), context=dict(context),
                                             now=self._clock())
         return {"session": state.session.hex(), "kind": kind, "expires_at": expires.isoformat(),
-                "message": _message_json(offer)}
+                "algorithm": key.algorithm, "message": _message_json(offer)}
 
-    def _respond(self, session: StoredSession, commit: messages.CosignCommit) -> dict[str, Any]:
-        key = self._key_row(session)
-        state = sm2.CosignState.from_dict(session.state)
-
+    def _unlock_fn(self, key: SignerKey) -> Callable[[bytes | None], bytes | None]:
         def unlock(proof: bytes | None) -> bytes | None:
             outcome = self._pin_step(key.id, lambda record: record.verify(proof))
             unwrap: bytes | None = outcome.unwrap
             return unwrap
+        return unlock
 
-        outcome = sm2.SM2Server(self._server_share(key.id)).respond(state, commit,
-                                                                     unlock=unlock)
+    def _respond(self, session: StoredSession, commit: messages.CosignCommit) -> dict[str, Any]:
+        key = self._key_row(session, "sm2")
+        state = sm2.CosignState.from_dict(session.state)
+        outcome = sm2.SM2Server(self._server_share(key.id)).respond(
+            state, commit, unlock=self._unlock_fn(key))
         with self._db.transaction() as conn:
             self._sessions.save(conn, session, outcome.state.to_dict(), done=False)
         return {"message": _message_json(outcome.reply)}
 
+    def _rsa_unlock(self, session: StoredSession, message: messages.RsaUnlock
+                    ) -> dict[str, Any]:
+        key = self._key_row(session, "rsa")
+        state = rsa.RsaState.from_dict(session.state)
+        new_state, reply = rsa.RsaServer(self._rsa_share(key.id)).unlock(
+            state, message, unlock=self._unlock_fn(key))
+        with self._db.transaction() as conn:
+            self._sessions.save(conn, session, new_state.to_dict(), done=False)
+        return {"message": _message_json(reply)}
+
     def _accept(self, session: StoredSession, result: messages.CosignResult) -> dict[str, Any]:
-        key = self._key_row(session)
+        key = self._key_row(session, "sm2")
         state = sm2.CosignState.from_dict(session.state)
         outcome = sm2.SM2Server(self._server_share(key.id)).accept(state, result)
-        reply = {"message": _message_json(outcome.reply)}
+        return self._close(session, key, outcome.state.to_dict(), outcome.reply,
+                           outcome.signatures)
+
+    def _rsa_finish(self, session: StoredSession, commit: messages.RsaCommit) -> dict[str, Any]:
+        key = self._key_row(session, "rsa")
+        state = rsa.RsaState.from_dict(session.state)
+        new_state, reply, signatures = rsa.RsaServer(self._rsa_share(key.id)).finish(
+            state, commit)
+        return self._close(session, key, new_state.to_dict(), reply, signatures)
+
+    def _close(self, session: StoredSession, key: SignerKey, state: dict[str, Any],
+               reply: messages.Message, signatures: Sequence[bytes]) -> dict[str, Any]:
+        """The verified signatures of a finished session: enrollment, or the finisher of the
+        session's kind, in the transaction that closes the session."""
+        answer = {"message": _message_json(reply)}
         if session.kind == "enroll":
-            return {**reply, **self._complete_enrollment(session, key, outcome.signatures[0],
-                                                         outcome.state.to_dict())}
+            return {**answer, **self._complete_enrollment(session, key, signatures[0], state)}
         finisher = self._finishers.get(session.kind)
         if finisher is None:
             raise ProtocolRefused(f"unknown session kind {session.kind}")
         with self._db.transaction() as conn:
-            self._sessions.save(conn, session, outcome.state.to_dict(), done=True)
-            extra, after_commit = finisher(conn, session, key, outcome.signatures)
+            self._sessions.save(conn, session, state, done=True)
+            extra, after_commit = finisher(conn, session, key, signatures)
         after_commit()
-        return {**reply, **extra}
+        return {**answer, **extra}
 
     # -- internals
 
-    def _key_row(self, session: StoredSession) -> SignerKey:
+    def _key_row(self, session: StoredSession, algorithm: str) -> SignerKey:
         with self._db.engine.connect() as conn:
             row = conn.execute(select(K).where(K.c.id == session.key_id)).first()
         if row is None:
             raise NotFound("签名密钥不存在")
         key = _key(row)
+        if key.algorithm != algorithm:
+            raise ProtocolRefused(f"this session is for an {key.algorithm.upper()} key")
         if key.status not in ("active", "enrolling") or key.device_id != session.device_id:
             raise Conflict("该签名密钥已停用")
         return key
 
-    def _server_share(self, key_id: str) -> sm2.ServerShare:
+    def _share_data(self, key_id: str) -> dict[str, str]:
         with self._db.engine.connect() as conn:
             row = conn.execute(select(K.c.share_wrapped).where(K.c.id == key_id)).one()
-        data = self._holder.keyring().unwrap(bytes(row.share_wrapped), _share_context(key_id))
-        return sm2.ServerShare.from_dict(json.loads(data))
+        data: dict[str, str] = json.loads(self._holder.keyring().unwrap(
+            bytes(row.share_wrapped), _share_context(key_id)))
+        return data
+
+    def _server_share(self, key_id: str) -> sm2.ServerShare:
+        return sm2.ServerShare.from_dict(self._share_data(key_id))
+
+    def _rsa_share(self, key_id: str) -> rsa.RsaServerShare:
+        return rsa.RsaServerShare.from_dict(self._share_data(key_id))
 
     def _signer_row(self, signer_id: int) -> Row[Any]:
         with self._db.engine.connect() as conn:

@@ -11,8 +11,15 @@ import falcon.testing
 
 from appliance.api.device_signing import sign_request
 from keysplit import messages
-from keysplit.phone import PhoneCosigner, PhoneKeygen, PhoneShare
+from keysplit.phone import (
+    PhoneCosigner,
+    PhoneKeygen,
+    PhoneRsaEnrollment,
+    PhoneRsaSigner,
+    PhoneShare,
+)
 from keysplit.pin import pin_proof
+from keysplit.rsa import RsaPhoneSecret
 from signcore.sm2 import SM2PrivateKey
 
 
@@ -72,12 +79,25 @@ class TestPhone:
                                                    messages.KeygenResult))
         return self.cosign(answer["next"])
 
+    def enroll_rsa(self) -> dict[str, Any]:
+        """Split RSA: the server generates and splits; the phone unseals its share with the
+        device key and wraps it under the PIN; then the enrollment's proof is co-signed."""
+        enrollment = PhoneRsaEnrollment(self.pin)
+        answer = self.call("POST", "/api/v1/mobile/keys", {
+            "algorithm": "rsa", "pin_proof": enrollment.pin_proof.hex()})
+        secret = RsaPhoneSecret.unseal(base64.b64decode(answer["sealed_share"]),
+                                       self.device_key, int(answer["modulus"], 16))
+        self.share = enrollment.finish(secret, bytes.fromhex(answer["unwrap"]))
+        return self.cosign(answer["next"])
+
     def send(self, session: str, message: messages.Message) -> Any:
         return self.call("POST", f"/api/v1/mobile/sessions/{session}", raw=message.encode())
 
     def cosign(self, opened: dict[str, Any], *, pin: str | None = None,
                auto: bool = False) -> dict[str, Any]:
         assert self.share is not None
+        if opened.get("algorithm") == "rsa":
+            return self._rsa_sign(opened, pin=pin, auto=auto)
         offer = messages.decode(json.dumps(opened["message"]), messages.CosignOffer)
         cosigner = PhoneCosigner(self.share, pin=None if auto else (pin or self.pin),
                                  unwrap=self.unwrap if auto else None)
@@ -90,6 +110,22 @@ class TestPhone:
         answer = self.send(opened["session"], result)
         signatures = cosigner.close(messages.decode(json.dumps(answer["message"]),
                                                     messages.CosignDone))
+        answer["signatures"] = [s.hex() for s in signatures]
+        return dict(answer)
+
+    def _rsa_sign(self, opened: dict[str, Any], *, pin: str | None,
+                  auto: bool) -> dict[str, Any]:
+        assert self.share is not None
+        offer = messages.decode(json.dumps(opened["message"]), messages.RsaOffer)
+        signer = PhoneRsaSigner(self.share, pin=None if auto else (pin or self.pin),
+                                unwrap=self.unwrap if auto else None)
+        answer = self.send(opened["session"], signer.unlock(offer))
+        unlocked = messages.decode(json.dumps(answer["message"]), messages.RsaUnlocked)
+        if unlocked.unwrap is not None:
+            self.unwrap = unlocked.unwrap
+        answer = self.send(opened["session"], signer.commit(unlocked))
+        signatures = signer.close(messages.decode(json.dumps(answer["message"]),
+                                                  messages.RsaResult))
         answer["signatures"] = [s.hex() for s in signatures]
         return dict(answer)
 

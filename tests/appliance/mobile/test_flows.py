@@ -8,10 +8,11 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from appliance.api.device_signing import sign_request
 from appliance.services.applications import decode_secret
@@ -21,10 +22,13 @@ from signcore import cms
 from signcore.hashes import sm3
 from signcore.sm2 import SM2PublicKey
 from signcore.x509 import Certificate
+from tests.appliance.ca.test_ca_service import Actor
 from tests.appliance.mobile.conftest import Hospital
 from tests.appliance.mobile.phone import ApiError, TestPhone
 from tests.appliance.test_webhooks import Receiver
 from tests.support import gmssl_oracle
+from tests.support.peers import run_tool
+from tests.support.pki import write_pem
 
 PRESCRIPTION = "处方 RX-2026-0001：阿莫西林胶囊 0.25g×24 粒，每次 0.5g，每日三次\n".encode()
 
@@ -244,3 +248,45 @@ def test_webhooks_reach_the_backend_even_when_it_was_down(hospital: Hospital,
     assert event["type"] == "sign_request.completed"
     assert event["data"]["sign_request_id"] == request["id"]
     receiver.server.shutdown()
+
+
+def test_rsa_e_prescription_openssl_verifies(hospital: Hospital, tmp_path: Path,
+                                             openssl_bin: str) -> None:
+    """Split-RSA keys (d = d1 + d2 mod λ(n)) for both signers: one attached CMS with two RSA
+    signers that `openssl cms -verify` accepts."""
+    hospital.ca.initialize(Actor(), "rsa", "测试医院")
+    doctor = hospital.phone_for(hospital.doctor_id, enroll=False)
+    pharmacist = hospital.phone_for(hospital.pharmacist_id, enroll=False)
+    for phone in (doctor, pharmacist):
+        done = phone.enroll_rsa()
+        assert done["certificate"]["key_type"] == "rsa"
+    request = _prescription(hospital)
+    doctor.sign([doctor.tasks()[0]["id"]])
+    pharmacist.sign([pharmacist.tasks()[0]["id"]])
+    result = hospital.backend("GET", f"/api/v1/sign-requests/{request['id']}/result").json
+    signed = tmp_path / "rx.p7m"
+    signed.write_bytes(base64.b64decode(result["documents"][0]["signature"]))
+    authority = hospital.ca.active_authority("rsa")
+    roots = write_pem(tmp_path / "root.pem", authority.root)
+    out = run_tool([openssl_bin, "cms", "-verify", "-inform", "DER", "-in", signed,
+                    "-CAfile", roots, "-purpose", "any"])
+    assert out.stdout == PRESCRIPTION, out.stderr
+    printed = run_tool([openssl_bin, "cms", "-cmsout", "-print", "-inform", "DER",
+                        "-in", signed]).stdout.decode()
+    assert printed.count("signatureAlgorithm:") == 2
+
+
+def test_renewal_through_the_phone(hospital: Hospital, database: Database) -> None:
+    doctor = hospital.phone_for(hospital.doctor_id)
+    before = doctor.call("GET", "/api/v1/mobile/me")["certificate"]
+    opened = doctor.call("POST", "/api/v1/mobile/keys/renew")
+    renewed = doctor.cosign(opened)["certificate"]
+    assert renewed["id"] != before["id"]
+    with database.engine.connect() as conn:
+        replaced_by = conn.execute(select(schema.certificates.c.replaced_by).where(
+            schema.certificates.c.id == before["id"])).scalar_one()
+    assert replaced_by == renewed["id"]
+    me = doctor.call("GET", "/api/v1/mobile/me")
+    assert me["certificate"]["id"] == renewed["id"] and len(me["keys"]) == 1
+    _prescription(hospital, review=False)
+    doctor.sign([doctor.tasks()[0]["id"]])  # the same key signs with the new certificate
