@@ -28,6 +28,7 @@ from appliance.services.audit import AuditLog
 from appliance.services.ca import CaService
 from appliance.services.channels import ChannelService
 from appliance.services.devices import DeviceService
+from appliance.services.handwriting import HandwritingService
 from appliance.services.qr import QrService
 from appliance.services.renewal import RenewalService
 from appliance.services.seals import SealService
@@ -90,6 +91,7 @@ def build(config: Config, *, database: Database | None = None,
     sign_requests = SignRequestService(db, signer_keys, webhooks, audit=audit,
                                        on_event=dispatcher.nudge)
     qr = QrService(db, signer_keys, sign_requests, audit=audit)
+    handwriting = HandwritingService(db, audit=audit)
     resources: dict[str, Any] = {
         **system.routes(db, holder, metrics),
         **console.routes(admins, auth.SessionCookie(config.security.cookie_secure)),
@@ -104,9 +106,9 @@ def build(config: Config, *, database: Database | None = None,
         **ca_api.renewal_routes(RenewalService(db, ca, channels, config.ca, audit=audit)),
         **seals_api.routes(SealService(db, holder, ca, tsa=tsa, audit=audit)),
         **tsa_api.routes(tsa),
-        **sign_requests_api.routes(sign_requests, devices),
+        **sign_requests_api.routes(sign_requests, devices, handwriting),
         **sign_requests_api.qr_routes(qr),
-        **mobile_api.routes(devices, signer_keys, sign_requests, qr),
+        **mobile_api.routes(devices, signer_keys, sign_requests, qr, handwriting),
         **verify_api.routes(VerificationService(ca, policy=revocation_policy(config.verify))),
     }
     # The OpenAPI document lists every route of the app, whoever added it (built on first GET).

@@ -20,6 +20,7 @@ from appliance.api.auth import raw_body
 from appliance.api.media import json_body, optional_str
 from appliance.errors import PayloadTooLarge, ValidationFailed
 from appliance.services.devices import DeviceService
+from appliance.services.handwriting import HandwritingService
 from appliance.services.qr import QrService
 from appliance.services.sign_requests import SignRequestService
 from appliance.services.signer_keys import SignerKeyService
@@ -433,8 +434,57 @@ class QrConfirm:
         resp.media = self._qr.confirm(_device(req), session_id)
 
 
+_POINT = {"type": "object", "required": ["x", "y"], "additionalProperties": False,
+          "properties": {"x": {"type": "number", "minimum": 0, "maximum": 1},
+                         "y": {"type": "number", "minimum": 0, "maximum": 1},
+                         "t": {"type": "number", "minimum": 0},
+                         "p": {"type": "number", "minimum": 0, "maximum": 1}}}
+_IMAGE_FORMAT = oa.query("format", {"enum": ["png", "svg", "json"]})
+
+
+class Handwriting:
+    access = {"GET": DEVICE, "POST": DEVICE}
+    openapi = {
+        "GET": {"summary": "The signer's latest handwritten signature (PNG, SVG or strokes)",
+                "parameters": [_IMAGE_FORMAT],
+                "responses": {"200": oa.response("The image", {"type": "string"},
+                                                 media_type="image/png"),
+                              "404": oa.problem("None registered yet")}},
+        "POST": {"summary": "Register a handwritten signature from captured strokes",
+                 "requestBody": oa.body({
+                     "type": "object", "required": ["width", "height", "strokes"],
+                     "additionalProperties": False,
+                     "properties": {"width": {"type": "integer", "minimum": 1,
+                                              "maximum": 4096},
+                                    "height": {"type": "integer", "minimum": 1,
+                                               "maximum": 4096},
+                                    "strokes": {"type": "array", "minItems": 1,
+                                                "maxItems": 100,
+                                                "items": {"type": "array", "minItems": 1,
+                                                          "items": _POINT}}}}),
+                 "responses": {"201": oa.response("Stored and rendered", _OBJECT)}},
+    }
+
+    def __init__(self, handwriting: HandwritingService) -> None:
+        self._handwriting = handwriting
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        kind = req.get_param("format") or "png"
+        if kind not in ("png", "svg", "json"):
+            raise ValidationFailed("format: png, svg or json")
+        resp.content_type, resp.data = self._handwriting.latest(_device(req).id, kind)
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = json_body(req, allowed={"width", "height", "strokes"},
+                         required={"width", "height", "strokes"})
+        device = _device(req)
+        resp.status = falcon.HTTP_201
+        resp.media = self._handwriting.store(device.id, device.name, body)
+
+
 def routes(devices: DeviceService, keys: SignerKeyService,
-           requests: SignRequestService, qr: QrService) -> dict[str, Any]:
+           requests: SignRequestService, qr: QrService,
+           handwriting: HandwritingService) -> dict[str, Any]:
     base = "/api/v1/mobile"
     return {
         f"{base}/activate": Activate(devices),
@@ -452,6 +502,7 @@ def routes(devices: DeviceService, keys: SignerKeyService,
         f"{base}/auto-sign": AutoSign(requests),
         f"{base}/auto-sign/{{grant_id}}": AutoSignGrant(requests),
         f"{base}/messages": Messages(requests),
+        f"{base}/handwriting": Handwriting(handwriting),
         f"{base}/qr/{{session_id}}/scan": QrScan(qr),
         f"{base}/qr/{{session_id}}/confirm": QrConfirm(qr),
         f"{base}/messages/{{message_id:int(min=1, max={MAX_ID})}}/read": MessageRead(requests),

@@ -8,10 +8,11 @@ from typing import Any
 import falcon
 
 from appliance.api import openapi as oa
-from appliance.api.access import SECURITY_ADMIN, either, roles, scopes
+from appliance.api.access import REVIEWER, SECURITY_ADMIN, either, roles, scopes
 from appliance.api.media import json_body
 from appliance.errors import ValidationFailed
 from appliance.services.devices import ACTIVATION_MINUTES, MAX_ACTIVATION_MINUTES, DeviceService
+from appliance.services.handwriting import HandwritingService
 from appliance.services.qr import QrService
 from appliance.services.sign_requests import (
     FLAVOURS,
@@ -165,7 +166,27 @@ class ActivationCodes:
                                                     minutes=minutes).to_json()
 
 
-def routes(service: SignRequestService, devices: DeviceService) -> dict[str, Any]:
+class SignerHandwriting:
+    access = {"GET": either(roles(SECURITY_ADMIN, REVIEWER), scopes("signer:read"))}
+    openapi = {"GET": {
+        "summary": "A signer's latest handwritten signature (PNG, SVG or the strokes)",
+        "parameters": [oa.query("format", {"enum": ["png", "svg", "json"]})],
+        "responses": {"200": oa.response("The image", {"type": "string"},
+                                         media_type="image/png"),
+                      "404": oa.problem("None registered")}}}
+
+    def __init__(self, handwriting: HandwritingService) -> None:
+        self._handwriting = handwriting
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, signer_id: int) -> None:
+        kind = req.get_param("format") or "png"
+        if kind not in ("png", "svg", "json"):
+            raise ValidationFailed("format: png, svg or json")
+        resp.content_type, resp.data = self._handwriting.latest(signer_id, kind)
+
+
+def routes(service: SignRequestService, devices: DeviceService,
+           handwriting: HandwritingService) -> dict[str, Any]:
     return {
         "/api/v1/sign-requests": SignRequests(service),
         "/api/v1/sign-requests/{request_id}": SignRequest(service),
@@ -173,6 +194,8 @@ def routes(service: SignRequestService, devices: DeviceService) -> dict[str, Any
         "/api/v1/sign-requests/{request_id}/cancel": SignRequestCancel(service),
         f"/api/v1/signers/{{signer_id:int(min=1, max={MAX_ID})}}/activation-codes":
             ActivationCodes(devices),
+        f"/api/v1/signers/{{signer_id:int(min=1, max={MAX_ID})}}/handwriting":
+            SignerHandwriting(handwriting),
     }
 
 

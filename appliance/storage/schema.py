@@ -422,3 +422,14 @@ qr_sessions = Table(
     Column("scanned_at", Timestamp, nullable=True),
     Column("confirmed_at", Timestamp, nullable=True),
 )
+
+handwritings = Table(
+    "handwritings", metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("signer_id", BigId, ForeignKey("signers.id"), nullable=False),
+    Column("device_id", String(32), nullable=False),
+    Column("strokes", Text, nullable=False),  # the normalized strokes (JSON)
+    Column("png", LargeBinary, nullable=False),  # rendered, transparent background
+    Column("created_at", Timestamp, nullable=False),
+    Index("ix_handwritings_signer", "signer_id", "id"),
+)

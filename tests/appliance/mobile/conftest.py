@@ -77,7 +77,7 @@ def hospital(database: Database, holder: KeyHolder) -> Iterator[Hospital]:
     ca = CaService(database, holder, public_url="http://127.0.0.1:8080")
     ca.initialize(Actor(), "sm2", "测试医院")
     credential, secret = site.apps.create(
-        None, name="互联网医院", scopes="sign:request sign:read signer:write")
+        None, name="互联网医院", scopes="sign:request sign:read signer:read signer:write")
     signers = SignerService(database, holder)
     yield Hospital(site, ca, credential.key_id, secret, _signer(signers, holder, DOCTOR),
                    _signer(signers, holder, PHARMACIST))

@@ -55,8 +55,9 @@ class TestPhone:
                                               headers=headers)
         if result.status_code >= 400:
             raise ApiError(result)
-        return result.json if result.text and result.headers.get(
-            "content-type", "").startswith("application/json") else result.content
+        if result.headers.get("content-type", "").startswith("application/json"):
+            return result.json
+        return result.content
 
     # -- flows
 

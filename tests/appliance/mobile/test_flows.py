@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import io
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 from sqlalchemy import select, update
 
 from appliance.api.device_signing import sign_request
@@ -290,3 +292,29 @@ def test_renewal_through_the_phone(hospital: Hospital, database: Database) -> No
     assert me["certificate"]["id"] == renewed["id"] and len(me["keys"]) == 1
     _prescription(hospital, review=False)
     doctor.sign([doctor.tasks()[0]["id"]])  # the same key signs with the new certificate
+
+
+def test_handwriting_is_rendered_and_kept(hospital: Hospital) -> None:
+    doctor = hospital.phone_for(hospital.doctor_id, enroll=False)
+    with pytest.raises(ApiError) as none:
+        doctor.call("GET", "/api/v1/mobile/handwriting")
+    assert none.value.status == 404
+    strokes = [[{"x": 0.1 + i / 100, "y": 0.5 + 0.2 * (i % 7) / 7, "t": i * 16, "p": 0.6}
+                for i in range(60)], [{"x": 0.9, "y": 0.9, "t": 2000, "p": 0.5}]]
+    stored = doctor.call("POST", "/api/v1/mobile/handwriting",
+                         {"width": 375, "height": 200, "strokes": strokes})
+    assert stored["points"] == 61
+    png = doctor.call("GET", "/api/v1/mobile/handwriting")
+    image = Image.open(io.BytesIO(png))
+    assert image.mode == "LA" and image.size == (600, 320)
+    assert image.getextrema()[1][1] == 255  # some ink
+    assert image.getpixel((10, 10))[1] == 0  # transparent background
+    svg = hospital.backend("GET", f"/api/v1/signers/{hospital.doctor_id}/handwriting"
+                                  "?format=svg").content
+    assert svg.startswith(b"<svg") and svg.count(b"<line") == 59 and b"<circle" in svg
+    for bad in ({"width": 0, "height": 10, "strokes": strokes},
+                {"width": 10, "height": 10, "strokes": [[{"x": 2, "y": 0}]]},
+                {"width": 10, "height": 10, "strokes": []}):
+        with pytest.raises(ApiError) as refused:
+            doctor.call("POST", "/api/v1/mobile/handwriting", bad)
+        assert refused.value.status == 400

@@ -239,9 +239,27 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_qr_sessions")),
     )
+    op.create_table(
+        "handwritings",
+        sa.Column("id", BIG_ID, autoincrement=True, nullable=False),
+        sa.Column("signer_id", BIG_ID, nullable=False),
+        sa.Column("device_id", sa.String(length=32), nullable=False),
+        sa.Column("strokes", sa.Text(), nullable=False),
+        sa.Column("png", sa.LargeBinary(), nullable=False),
+        sa.Column("created_at", TIMESTAMP, nullable=False),
+        sa.ForeignKeyConstraint(
+            ["signer_id"], ["signers.id"], name=op.f("fk_handwritings_signer_id_signers")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_handwritings")),
+    )
+    op.create_index(
+        "ix_handwritings_signer", "handwritings", ["signer_id", "id"], unique=False
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_handwritings_signer", table_name="handwritings")
+    op.drop_table("handwritings")
     op.drop_table("qr_sessions")
     op.drop_index("ix_signer_keys_signer", table_name="signer_keys")
     op.drop_table("signer_keys")
