@@ -36,7 +36,11 @@ from appliance.services.sign_requests import SignRequestService
 from appliance.services.signer_keys import SignerKeyService
 from appliance.services.signers import SignerService
 from appliance.services.tsa import TsaService
-from appliance.services.verification import VerificationService, revocation_policy
+from appliance.services.verification import (
+    DbRevocationStore,
+    VerificationService,
+    revocation_policy,
+)
 from appliance.services.webhooks import Dispatcher, WebhookService
 from appliance.storage import Database
 
@@ -109,7 +113,8 @@ def build(config: Config, *, database: Database | None = None,
         **sign_requests_api.routes(sign_requests, devices, handwriting),
         **sign_requests_api.qr_routes(qr),
         **mobile_api.routes(devices, signer_keys, sign_requests, qr, handwriting),
-        **verify_api.routes(VerificationService(ca, policy=revocation_policy(config.verify))),
+        **verify_api.routes(VerificationService(ca, policy=revocation_policy(config.verify),
+                                                store=DbRevocationStore(db))),
     }
     # The OpenAPI document lists every route of the app, whoever added it (built on first GET).
     resources.update(openapi.routes(app, cookie_secure=config.security.cookie_secure))

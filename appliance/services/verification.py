@@ -24,12 +24,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 from collections.abc import Callable
 from typing import Any
+
+from sqlalchemy import insert, select, update
 
 from appliance.config import VerifyConfig
 from appliance.errors import ConfigError, NotFound, Sealed, ValidationFailed
 from appliance.services.ca import CaService
+from appliance.storage import Database, schema
 from ca_client import PathInvalid
 from ca_client.trust import (
     RevocationCache,
@@ -75,15 +79,46 @@ class ChainReport:
                 "revocation": self.revocation, "problems": list(self.problems)}
 
 
+RC = schema.revocation_cache
+
+
+class DbRevocationStore:
+    """ca_client.trust's RevocationStore in the appliance's database: what one worker or node
+    fetched from an external CA serves all of them, and survives a restart (the cache verifies
+    it again before use, so a tampered row is only a miss)."""
+
+    def __init__(self, database: Database, clock: Callable[[], dt.datetime] = _now) -> None:
+        self._db, self._clock = database, clock
+
+    def get(self, kind: str, key: str) -> bytes | None:
+        with self._db.engine.connect() as conn:
+            row = conn.execute(select(RC.c.der).where(RC.c.kind == kind,
+                                                      RC.c.key_sha256 == _sha(key))).first()
+        return bytes(row.der) if row is not None else None
+
+    def put(self, kind: str, key: str, der: bytes) -> None:
+        with self._db.transaction() as conn:
+            where = (RC.c.kind == kind, RC.c.key_sha256 == _sha(key))
+            if conn.execute(update(RC).where(*where).values(
+                    der=der, key=key, stored_at=self._clock())).rowcount == 0:
+                conn.execute(insert(RC).values(kind=kind, key_sha256=_sha(key), key=key,
+                                               der=der, stored_at=self._clock()))
+
+
+def _sha(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
 class VerificationService:
     """One per process: the revocation cache (and its grace period) outlives requests, so an
     external CA's CRL is fetched once per nextUpdate, not per verification, and a responder
     that goes down is bridged by what was fetched before."""
 
     def __init__(self, ca: CaService, *, policy: RevocationPolicy = POLICY,
-                 clock: Callable[[], dt.datetime] = _now) -> None:
+                 clock: Callable[[], dt.datetime] = _now,
+                 store: DbRevocationStore | None = None) -> None:
         self._ca, self._clock, self._policy = ca, clock, policy
-        self._cache = RevocationCache(clock=clock)
+        self._cache = RevocationCache(store, clock=clock)
 
     def _trust(self) -> tuple[TrustStore, RevocationCache]:
         authorities = self._ca.authorities()

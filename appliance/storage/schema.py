@@ -433,3 +433,14 @@ handwritings = Table(
     Column("created_at", Timestamp, nullable=False),
     Index("ix_handwritings_signer", "signer_id", "id"),
 )
+
+# Revocation data fetched from external CAs (CRLs, OCSP responses), shared by every worker
+# and node and kept across restarts; verified again whenever it is read.
+revocation_cache = Table(
+    "revocation_cache", metadata,
+    Column("kind", String(8), primary_key=True),  # crl | ocsp
+    Column("key_sha256", String(64), primary_key=True),  # of the key (URL#issuer[:serial])
+    Column("key", Text, nullable=False),
+    Column("der", LargeBinary, nullable=False),
+    Column("stored_at", Timestamp, nullable=False),
+)

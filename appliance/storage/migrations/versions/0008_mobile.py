@@ -255,9 +255,19 @@ def upgrade() -> None:
     op.create_index(
         "ix_handwritings_signer", "handwritings", ["signer_id", "id"], unique=False
     )
+    op.create_table(
+        "revocation_cache",
+        sa.Column("kind", sa.String(length=8), nullable=False),
+        sa.Column("key_sha256", sa.String(length=64), nullable=False),
+        sa.Column("key", sa.Text(), nullable=False),
+        sa.Column("der", sa.LargeBinary(), nullable=False),
+        sa.Column("stored_at", TIMESTAMP, nullable=False),
+        sa.PrimaryKeyConstraint("kind", "key_sha256", name=op.f("pk_revocation_cache")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("revocation_cache")
     op.drop_index("ix_handwritings_signer", table_name="handwritings")
     op.drop_table("handwritings")
     op.drop_table("qr_sessions")
