@@ -58,8 +58,9 @@ from ca_client import (
     VendorHttpConfig,
     enroll,
 )
-from signcore.keys import generate_private_key
-from signcore.x509 import Certificate, load_certificate
+from signcore.errors import SigncoreError
+from signcore.keys import generate_private_key, load_private_key
+from signcore.x509 import Certificate, load_certificate, load_certificates
 
 CH = schema.ca_channels
 ACTIVE = schema.ca_active_channels
@@ -69,8 +70,10 @@ KINDS = ("cmp", "vendor-http")
 DEFAULT_CHANNELS = {**{name: "builtin-sm2" for name in PROFILES}, "tls-server": "builtin-rsa"}
 KEY_SPECS = {"sm2": "sm2", "rsa": "rsa2048"}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-_CMP_SETTINGS = {"url", "reference", "sender", "recipient", "initial_body", "pbm_iterations",
-                 "connect_timeout", "read_timeout", "server_certificate_pem"}
+_CMP_PEM_SETTINGS = {"reference", "server_certificate_pem", "protection_certificate_pem",
+                     "protection_chain_pem"}
+_CMP_SETTINGS = {"url", "sender", "recipient", "initial_body", "pbm_iterations",
+                 "connect_timeout", "read_timeout", *_CMP_PEM_SETTINGS}
 AuditHook = Callable[[str, str, str, str, dict[str, Any]], object]
 
 
@@ -334,23 +337,54 @@ class _OnBehalf:
 
 
 def _cmp_config(name: str, settings: Mapping[str, Any], secrets: Mapping[str, Any]) -> CmpConfig:
+    """A CMP channel's configuration: PBM (``secrets.secret``) or signature protection
+    (``secrets.protection_key_pem`` with ``settings.protection_certificate_pem`` and optionally
+    ``settings.protection_chain_pem``, the CA certificates above it; signature-protected
+    requests also need ``server_certificate_pem``)."""
     unknown = set(settings) - _CMP_SETTINGS
     if unknown:
         raise RequestRejected(f"unknown CMP settings {sorted(unknown)}")
-    if set(secrets) - {"secret"} or not isinstance(secrets.get("secret"), str):
-        raise RequestRejected("a CMP channel needs its PBM shared secret as secrets.secret")
-    values: dict[str, Any] = {k: v for k, v in settings.items()
-                              if k not in ("server_certificate_pem", "reference")}
+    values: dict[str, Any] = {k: v for k, v in settings.items() if k not in _CMP_PEM_SETTINGS}
     if "reference" in settings:
         values["reference"] = str(settings["reference"]).encode()
-    pem = settings.get("server_certificate_pem")
-    if pem is not None:
-        try:
-            values["server_certificate"] = load_certificate(str(pem).encode())
-        except ValueError as exc:
-            raise RequestRejected(f"server_certificate_pem: {exc}") from None
+    values.update(_cmp_certificates(settings))
+    values.update(_cmp_protection(secrets, settings))
     try:
-        return CmpConfig(name=name, secret=str(secrets["secret"]).encode(), **values)
+        return CmpConfig(name=name, **values)
     except TypeError as exc:
         raise RequestRejected(str(exc)) from None
 
+
+
+def _cmp_certificates(settings: Mapping[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for setting, field in (("server_certificate_pem", "server_certificate"),
+                           ("protection_certificate_pem", "protection_certificate")):
+        pem = settings.get(setting)
+        if pem is not None:
+            try:
+                found[field] = load_certificate(str(pem).encode())
+            except ValueError as exc:
+                raise RequestRejected(f"{setting}: {exc}") from None
+    chain = settings.get("protection_chain_pem")
+    if chain is not None:
+        try:
+            found["protection_chain"] = tuple(load_certificates(str(chain).encode()))
+        except ValueError as exc:
+            raise RequestRejected(f"protection_chain_pem: {exc}") from None
+    return found
+
+
+def _cmp_protection(secrets: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
+    if set(secrets) == {"secret"} and isinstance(secrets["secret"], str):
+        return {"secret": secrets["secret"].encode()}
+    if set(secrets) == {"protection_key_pem"} and isinstance(secrets["protection_key_pem"], str):
+        if "protection_certificate_pem" not in settings:
+            raise RequestRejected("signature protection needs settings.protection_certificate_pem")
+        try:
+            return {"protection_signer": load_private_key(
+                secrets["protection_key_pem"].encode())}
+        except (SigncoreError, ValueError) as exc:
+            raise RequestRejected(f"protection_key_pem: {exc}") from None
+    raise RequestRejected("a CMP channel needs secrets.secret (PBM shared secret) or "
+                          "secrets.protection_key_pem (signature protection)")

@@ -20,7 +20,11 @@ from appliance.storage import Database, schema
 from ca_client import SubjectInfo
 from signcore.x509 import load_certificate
 from tests.appliance.ca.test_ca_service import Actor
+from tests.ca_client.test_cmp import Responder, pki, signed_ca
+from tests.support.pki import issue_leaf
 from tests.support.vendor_ca import FakeVendorCa, Hierarchies, VendorStyle, closed_port
+
+__all__ = ["pki", "signed_ca"]  # fixtures of the CMP responder
 
 SEAL = SubjectInfo(common_name="测试医院电子印章", organization="测试医院")
 
@@ -262,3 +266,30 @@ def test_an_external_ca_is_trusted_only_once_its_root_is_added(
     assert not verify.verify_cms(sealed.signature, None)["signers"][0]["chain"]["trusted"]
     with pytest.raises(Forbidden):
         ca.add_trust_anchor(Actor(role="audit_admin"), root.to_pem())
+
+
+def test_cmp_signature_protection_configured_online(channels: ChannelService,
+                                                    signed_ca: Responder) -> None:
+    """A CMP channel protected by signatures (an RA certificate and key, the CA above it, the
+    server's certificate pinned), configured through the service like the API does: the key
+    is stored wrapped, and an appliance key is enrolled through it."""
+    pki = signed_ca.pki
+    client, client_key = issue_leaf(pki, "CN=medsign RA,O=测试医院,C=CN")
+    assert signed_ca.server_certificate is not None
+    settings = {"url": signed_ca.url,
+                "protection_certificate_pem": client.to_pem().decode(),
+                "protection_chain_pem": pki.issuing.to_pem().decode(),
+                "server_certificate_pem": signed_ca.server_certificate.to_pem().decode()}
+    with pytest.raises(ValidationFailed, match="protection_certificate_pem"):
+        channels.add(Actor(), name="cmp-ra", kind="cmp",
+                     settings={"url": signed_ca.url},
+                     secrets={"protection_key_pem": client_key.to_pem().decode()})
+    info = channels.add(Actor(), name="cmp-ra", kind="cmp", settings=settings,
+                        secrets={"protection_key_pem": client_key.to_pem().decode()})
+    assert info.to_json()["has_secrets"] and "protection_key_pem" not in info.settings
+    channels.switch(Actor(), "organization-seal", "cmp-ra")
+    algorithm = "rsa" if pki.key_type.startswith("rsa") else "sm2"
+    seal = channels.enroll_server_key(Actor(), profile="organization-seal", subject=SEAL,
+                                      algorithm=algorithm)
+    assert seal.channel == "cmp-ra" and signed_ca.kinds()[:2] == ["ir", "cert_conf"]
+    assert not signed_ca.problems
