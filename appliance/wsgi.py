@@ -91,7 +91,8 @@ def build(config: Config, *, database: Database | None = None,
     tsa = TsaService(db, holder, ca, config.tsa, audit=audit)
     webhooks = WebhookService(db, apps, audit=audit)
     dispatcher = Dispatcher(webhooks)
-    signer_keys = SignerKeyService(db, holder, ca, channels, audit=audit)
+    signer_keys = SignerKeyService(db, holder, ca, channels, audit=audit,
+                                   renew_days_before=config.ca.renew_days_before)
     sign_requests = SignRequestService(db, signer_keys, webhooks, audit=audit,
                                        on_event=dispatcher.nudge)
     qr = QrService(db, signer_keys, sign_requests, audit=audit)

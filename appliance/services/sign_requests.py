@@ -424,12 +424,18 @@ class SignRequestService:
         if len(digests) > MAX_ITEMS:
             raise ValidationFailed(f"一次最多签署 {MAX_ITEMS} 份文档")
         grant = self._usable_grant(device, len(task_ids)) if auto_sign else None
-        opened = self._keys.open_cosign(
-            key=key, kind="sign", digests=digests, require_pin=grant is None,
-            context={"tasks": list(task_ids), "items": items, "auto_sign": grant})
-        return {**opened, "items": [
-            {"task_id": i["task"], "document": i["doc"], "digest": d.hex()}
-            for i, d in zip(items, digests, strict=True)]}
+        shown = [{"task_id": i["task"], "document": i["doc"], "digest": d.hex()}
+                 for i, d in zip(items, digests, strict=True)]
+        context: dict[str, Any] = {"tasks": list(task_ids), "items": items, "auto_sign": grant}
+        renewal = self._keys.renewal_item(key)
+        if renewal is not None and len(digests) < MAX_ITEMS:
+            # The certificate is due: its renewal's proof of possession rides along.
+            context["renewal"] = renewal[0]
+            digests.append(renewal[1])
+            shown.append({"purpose": "certificate-renewal", "digest": renewal[1].hex()})
+        opened = self._keys.open_cosign(key=key, kind="sign", digests=digests,
+                                        require_pin=grant is None, context=context)
+        return {**opened, "items": shown}
 
     def _prepare(self, task_ids: Sequence[str], tasks: Mapping[str, Row[Any]],
                  docs: Mapping[str, Sequence[Row[Any]]],
@@ -474,7 +480,8 @@ class SignRequestService:
         if grant is not None:
             self._count_auto_sign(conn, grant, len(task_ids), now)
         raw: dict[str, dict[str, str]] = {t: {} for t in task_ids}
-        for item, signature in zip(context["items"], signatures, strict=True):
+        documents = len(context["items"])
+        for item, signature in zip(context["items"], signatures[:documents], strict=True):
             raw[item["task"]][str(item["doc"])] = base64.b64encode(signature).decode()
             if item["prepared"] is not None:
                 self._add_signature(conn, item, signature)
@@ -498,6 +505,9 @@ class SignRequestService:
             self._record("signature", "sign-request.cosign", _Device(session.device_id),
                          ",".join(sorted(requests)), audit)
             self._on_event()
+            if context.get("renewal") is not None:
+                self._keys.complete_renewal(key, context["renewal"], signatures[documents],
+                                            session.device_id)
 
         return {"tasks": [{"id": t, "status": "signed"} for t in task_ids],
                 "requests": [{"id": r, "status": s} for r, s in finished.items()]}, after_commit

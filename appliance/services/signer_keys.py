@@ -47,7 +47,7 @@ from appliance.errors import (
 )
 from appliance.services._time import aware, utc_now
 from appliance.services.admins import Actor, actor_label
-from appliance.services.ca import CaService
+from appliance.services.ca import CaService, CertificateInfo
 from appliance.services.channels import ChannelService
 from appliance.services.cosign_sessions import SessionStore, StoredSession
 from appliance.services.devices import load_device_key
@@ -132,10 +132,11 @@ def _pin_context(key_id: str) -> bytes:
 class SignerKeyService:
     def __init__(self, database: Database, key_holder: KeyHolder, ca: CaService,
                  channels: ChannelService, *, max_pin_failures: int = 10,
-                 audit: AuditHook | None = None,
+                 renew_days_before: int = 30, audit: AuditHook | None = None,
                  clock: Callable[[], dt.datetime] = utc_now) -> None:
         self._db, self._holder, self._ca, self._channels = database, key_holder, ca, channels
         self._max_pin_failures, self._audit, self._clock = max_pin_failures, audit, clock
+        self._renew_before = dt.timedelta(days=renew_days_before)
         self._sessions = SessionStore(database)
         self._finishers: dict[str, Finisher] = {}  # "enroll" is this service's own
 
@@ -326,33 +327,18 @@ class SignerKeyService:
         with self._db.engine.connect() as conn:
             row = conn.execute(select(K).where(K.c.id == key.id)).one()
         pending = PendingEnrollment.from_dict(json.loads(row.enrollment))
-        channel = self._channels.channel(pending.channel)
-        try:
-            enrollment = channel.complete(pending, signature)
-        except ChannelUnavailable as exc:
-            raise CaChannelDown(f"CA 通道 {pending.channel} 暂不可用：{exc}") from None
-        except (RequestRejected, CaError) as exc:
-            raise Conflict(f"CA 通道 {pending.channel} 拒绝了申请：{exc}") from None
-        info = self._ca.record_issued(
-            enrollment.certificate, channel=pending.channel, profile=pending.request.profile,
-            actor=_DeviceActor(session.device_id), signer_id=key.signer_id,
-            builtin=channel.kind == "builtin")
-        now = self._clock()
         renewal = bool(session.context.get("renewal"))
+        info = self._issue(pending, signature, key, session.device_id)
+        now = self._clock()
         with self._db.transaction() as conn:
             self._sessions.save(conn, session, state, done=True)
             earlier: Sequence[Row[Any, Any]] = []
-            if renewal:  # the same key: the old certificate points to its replacement
-                conn.execute(update(schema.certificates)
-                             .where(schema.certificates.c.id == key.certificate_id)
-                             .values(replaced_by=info.id, renewal_error=None))
-            else:
+            if not renewal:  # a new key: the signer's earlier keys are retired
                 earlier = conn.execute(select(K.c.id, K.c.certificate_id).where(
                     K.c.signer_id == key.signer_id, K.c.status == "active")).all()
                 conn.execute(update(K).where(K.c.id.in_([e.id for e in earlier]))
                              .values(status="retired", updated_at=now))
-            conn.execute(update(K).where(K.c.id == key.id).values(
-                status="active", certificate_id=info.id, enrollment=None, updated_at=now))
+            self._install(conn, key, info, renewal=renewal)
         for old in earlier:
             if old.certificate_id is not None:
                 self._revoke_superseded(int(old.certificate_id))
@@ -361,6 +347,87 @@ class SignerKeyService:
                       "serial": info.serial_hex, "channel": pending.channel,
                       "retired": [e.id for e in earlier], "renewal": renewal})
         return {"certificate": info.to_json(), "key_id": key.id}
+
+    def _issue(self, pending: PendingEnrollment, signature: bytes, key: SignerKey,
+               device_id: str) -> CertificateInfo:
+        channel = self._channels.channel(pending.channel)
+        try:
+            enrollment = channel.complete(pending, signature)
+        except ChannelUnavailable as exc:
+            raise CaChannelDown(f"CA 通道 {pending.channel} 暂不可用：{exc}") from None
+        except (RequestRejected, CaError) as exc:
+            raise Conflict(f"CA 通道 {pending.channel} 拒绝了申请：{exc}") from None
+        return self._ca.record_issued(
+            enrollment.certificate, channel=pending.channel, profile=pending.request.profile,
+            actor=_DeviceActor(device_id), signer_id=key.signer_id,
+            builtin=channel.kind == "builtin")
+
+    def _install(self, conn: Connection, key: SignerKey, info: CertificateInfo, *,
+                 renewal: bool) -> None:
+        """The key's certificate is now ``info`` (a renewed one is pointed to by the old);
+        the phone's message center announces it."""
+        now = self._clock()
+        if renewal and key.certificate_id is not None:
+            conn.execute(update(schema.certificates)
+                         .where(schema.certificates.c.id == key.certificate_id)
+                         .values(replaced_by=info.id, renewal_error=None))
+        conn.execute(update(K).where(K.c.id == key.id).values(
+            status="active", certificate_id=info.id, enrollment=None, updated_at=now))
+        conn.execute(insert(schema.mobile_messages).values(
+            signer_id=key.signer_id, kind="certificate",
+            title="签名证书已更新" if renewal else "签名证书已签发",
+            body=f"证书序列号 {info.serial_hex}，有效期至 {info.not_after:%Y-%m-%d}",
+            created_at=now))
+
+    # -- renewal at the phone's next contact
+
+    def renewal_item(self, key: SignerKey) -> tuple[dict[str, Any], bytes] | None:
+        """When the key's certificate is due for renewal: the pending enrollment and the
+        digest of its proof of possession, to be co-signed with the phone's next signatures
+        (the doctor does nothing beyond the usual PIN).  None when not due, or when the
+        channel cannot prepare now (it is tried again at the next contact)."""
+        if key.certificate_id is None:
+            return None
+        info = self._ca.get(key.certificate_id)
+        if aware(info.not_after) - self._clock() > self._renew_before:
+            return None
+        current = Certificate.from_stored(info.der)
+        public_key = current.public_key()
+        try:
+            signer = self._signer_row(key.signer_id)
+            pending = self._prepare(PROFILES[signer.kind], self._subject(signer), public_key,
+                                    current)
+        except (CaChannelDown, ValidationFailed, Forbidden) as exc:
+            self._renewal_failed(key, str(exc))
+            return None
+        pop = (public_key.digest(pending.to_be_signed) if isinstance(public_key, SM2PublicKey)
+               else digest(HashAlgorithm.SHA256, pending.to_be_signed))
+        return pending.to_dict(), pop
+
+    def complete_renewal(self, key: SignerKey, pending: Mapping[str, Any], signature: bytes,
+                         device_id: str) -> CertificateInfo | None:
+        """Finish a renewal co-signed along with other signatures; a failure is recorded for
+        the security administrator and tried again at the next contact."""
+        try:
+            info = self._issue(PendingEnrollment.from_dict(dict(pending)), signature, key,
+                               device_id)
+        except (CaChannelDown, Conflict, NotFound) as exc:
+            self._renewal_failed(key, str(exc))
+            return None
+        with self._db.transaction() as conn:
+            self._install(conn, key, info, renewal=True)
+        self._record("data", "signer-key.renew", device_id, f"signer:{key.signer_id}",
+                     {"key_id": key.id, "certificate_id": info.id, "serial": info.serial_hex,
+                      "replaces": key.certificate_id, "at_contact": True})
+        return info
+
+    def _renewal_failed(self, key: SignerKey, error: str) -> None:
+        with self._db.transaction() as conn:
+            conn.execute(update(schema.certificates)
+                         .where(schema.certificates.c.id == key.certificate_id)
+                         .values(renewal_error=error[:500]))
+        self._record("system", "signer-key.renewal-failed", "system", f"signer:{key.signer_id}",
+                     {"key_id": key.id, "certificate_id": key.certificate_id, "error": error})
 
     def _revoke_superseded(self, certificate_id: int) -> None:
         try:

@@ -318,3 +318,29 @@ def test_handwriting_is_rendered_and_kept(hospital: Hospital) -> None:
         with pytest.raises(ApiError) as refused:
             doctor.call("POST", "/api/v1/mobile/handwriting", bad)
         assert refused.value.status == 400
+
+
+def test_a_due_certificate_is_renewed_at_the_next_signature(hospital: Hospital,
+                                                            database: Database) -> None:
+    """Silent renewal of a split key: the proof of possession rides along with the doctor's
+    next signatures; nothing to do beyond the usual PIN."""
+    doctor = hospital.phone_for(hospital.doctor_id)
+    before = doctor.call("GET", "/api/v1/mobile/me")["certificate"]
+    with database.transaction() as conn:  # due in 10 days (renewal starts 30 days ahead)
+        conn.execute(update(schema.certificates).where(schema.certificates.c.id == before["id"])
+                     .values(not_after=dt.datetime.now(dt.UTC) + dt.timedelta(days=10)))
+    _prescription(hospital, review=False)
+    opened = doctor.call("POST", "/api/v1/mobile/sign", {"tasks": [doctor.tasks()[0]["id"]]})
+    assert opened["items"][-1]["purpose"] == "certificate-renewal"
+    doctor.cosign(opened)
+    after = doctor.call("GET", "/api/v1/mobile/me")["certificate"]
+    assert after["id"] != before["id"] and after["serial"] != before["serial"]
+    with database.engine.connect() as conn:
+        replaced_by = conn.execute(select(schema.certificates.c.replaced_by).where(
+            schema.certificates.c.id == before["id"])).scalar_one()
+    assert replaced_by == after["id"]
+    titles = [m["title"] for m in doctor.call("GET", "/api/v1/mobile/messages")["items"]]
+    assert "签名证书已更新" in titles and "签名证书已签发" in titles
+    _prescription(hospital, review=False)  # not due any more: no renewal item
+    opened = doctor.call("POST", "/api/v1/mobile/sign", {"tasks": [doctor.tasks()[0]["id"]]})
+    assert all("purpose" not in item for item in opened["items"])
