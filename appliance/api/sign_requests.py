@@ -10,7 +10,7 @@ import falcon
 from appliance.api import openapi as oa
 from appliance.api.access import REVIEWER, SECURITY_ADMIN, either, roles, scopes
 from appliance.api.media import json_body
-from appliance.errors import ValidationFailed
+from appliance.errors import NotFound, ValidationFailed
 from appliance.services.devices import ACTIVATION_MINUTES, MAX_ACTIVATION_MINUTES, DeviceService
 from appliance.services.handwriting import HandwritingService
 from appliance.services.qr import QrService
@@ -21,6 +21,7 @@ from appliance.services.sign_requests import (
     MAX_STEPS,
     SignRequestService,
 )
+from appliance.services.signer_keys import SignerKeyService
 from appliance.services.signers import MAX_ID
 
 REQUEST = scopes("sign:request")
@@ -185,8 +186,55 @@ class SignerHandwriting:
         resp.content_type, resp.data = self._handwriting.latest(signer_id, kind)
 
 
+_DEVICE_REASONS = ("key_compromise", "superseded", "cessation_of_operation", "unspecified")
+
+
+class SignerDevices:
+    access = {"GET": either(roles(SECURITY_ADMIN, REVIEWER), scopes("signer:read"))}
+    openapi = {"GET": {"summary": "A signer's bound phones",
+                       "responses": {"200": oa.response("Devices", {
+                           "type": "object", "required": ["items"],
+                           "properties": {"items": {"type": "array", "items": _OBJECT}}})}}}
+
+    def __init__(self, devices: DeviceService) -> None:
+        self._devices = devices
+
+    def on_get(self, _req: falcon.Request, resp: falcon.Response, signer_id: int) -> None:
+        resp.media = {"items": [d.to_json() for d in self._devices.of_signer(signer_id)]}
+
+
+class SignerDeviceRevoke:
+    access = {"POST": ACTIVATE}
+    openapi = {"POST": {
+        "summary": "A lost or compromised phone: unbind it, retire its keys, revoke their "
+                   "certificates",
+        "parameters": [oa.path_param("device_id", {"type": "string",
+                                                   "pattern": "^dv_[A-Za-z0-9_-]{1,40}$"})],
+        "requestBody": oa.body({"type": "object", "additionalProperties": False,
+                                "properties": {"reason": {"enum": list(_DEVICE_REASONS)}}},
+                               required=False),
+        "responses": {"200": oa.response("The device and the keys revoked", _OBJECT)}}}
+
+    def __init__(self, devices: DeviceService, keys: SignerKeyService) -> None:
+        self._devices, self._keys = devices, keys
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, signer_id: int,
+                device_id: str) -> None:
+        body = json_body(req, allowed={"reason"})
+        reason = body.get("reason", "key_compromise")
+        if reason not in _DEVICE_REASONS:
+            raise ValidationFailed(f"reason: {', '.join(_DEVICE_REASONS)}")
+        device = self._devices.get(device_id)
+        if device.signer_id != signer_id:
+            raise NotFound(f"没有设备 {device_id}")
+        actor = req.context.principal
+        device = self._devices.revoke(actor, device_id)
+        keys = self._keys.revoke_device_keys(actor, device_id, reason)
+        resp.media = {"device": device.to_json(), "revoked_keys": keys}
+
+
 def routes(service: SignRequestService, devices: DeviceService,
-           handwriting: HandwritingService) -> dict[str, Any]:
+           handwriting: HandwritingService, keys: SignerKeyService) -> dict[str, Any]:
     return {
         "/api/v1/sign-requests": SignRequests(service),
         "/api/v1/sign-requests/{request_id}": SignRequest(service),
@@ -196,6 +244,10 @@ def routes(service: SignRequestService, devices: DeviceService,
             ActivationCodes(devices),
         f"/api/v1/signers/{{signer_id:int(min=1, max={MAX_ID})}}/handwriting":
             SignerHandwriting(handwriting),
+        f"/api/v1/signers/{{signer_id:int(min=1, max={MAX_ID})}}/devices":
+            SignerDevices(devices),
+        f"/api/v1/signers/{{signer_id:int(min=1, max={MAX_ID})}}/devices/{{device_id}}/revoke":
+            SignerDeviceRevoke(devices, keys),
     }
 
 

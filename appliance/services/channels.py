@@ -304,18 +304,29 @@ class ChannelService:
                           reason: str = "affiliation_changed") -> list[int]:
         """Revoke every valid certificate of a signer (disabled, phone lost, key compromised):
         the ids revoked.  Runs on behalf of whoever disabled the signer (a reviewer or the
-        hospital backend may, without managing certificates themselves).  A channel that is
-        down does not stop the others; it is alerted and the certificate stays listed as
-        active for the security administrator to retry."""
-        actor = _OnBehalf(f"signer-disabled-by:{actor_label(actor)}")
+        hospital backend may, without managing certificates themselves)."""
+        return self.revoke_on_behalf(
+            [info.id for info in self._ca.certificates_of_signer(signer_id)],
+            f"signer-disabled-by:{actor_label(actor)}", reason=reason)
+
+    def revoke_on_behalf(self, certificate_ids: list[int], because: str, *,
+                         reason: str) -> list[int]:
+        """Revoke certificates as the consequence of an authorized act named by ``because``
+        (a signer disabled, a phone reported lost): the ids revoked.  A channel that is down
+        does not stop the others; it is alerted and the certificate stays listed as active
+        for the security administrator to retry."""
+        actor = _OnBehalf(because)
         revoked = []
-        for info in self._ca.certificates_of_signer(signer_id):
+        for certificate_id in certificate_ids:
+            info = self._ca.get(certificate_id)
+            if info.status == "revoked":
+                continue
             try:
                 self.revoke(actor, info.id, reason)
             except (CaChannelDown, Conflict) as exc:
                 self._record("system", "cert.revoke-failed", actor,
                              f"{info.channel}/{info.serial_hex}",
-                             {"certificate_id": info.id, "signer_id": signer_id,
+                             {"certificate_id": info.id, "signer_id": info.signer_id,
                               "error": exc.detail})
             else:
                 revoked.append(info.id)

@@ -162,9 +162,30 @@ class SignerKeyService:
         return _key(row)
 
     def certificate(self, key: SignerKey) -> Certificate:
+        """The key's certificate, if it can sign now (not revoked, not expired)."""
         if key.certificate_id is None:
             raise NoSigningKey("该密钥尚无证书")
-        return Certificate.from_stored(self._ca.get(key.certificate_id).der)
+        info = self._ca.get(key.certificate_id)
+        status = info.effective_status(self._clock())
+        if status != "active":
+            raise NoSigningKey(f"签名证书{'已吊销' if status == 'revoked' else '已过期'}，"
+                               "请重新生成密钥并申请证书")
+        return Certificate.from_stored(info.der)
+
+    def revoke_device_keys(self, actor: Actor, device_id: str, reason: str) -> list[str]:
+        """A lost or compromised phone: its keys can never sign again and their certificates
+        are revoked through the channels that issued them."""
+        with self._db.transaction() as conn:
+            rows = conn.execute(select(K.c.id, K.c.certificate_id).where(
+                K.c.device_id == device_id, K.c.status.in_(("active", "enrolling")))).all()
+            conn.execute(update(K).where(K.c.id.in_([r.id for r in rows])).values(
+                status="revoked", updated_at=self._clock()))
+        self._channels.revoke_on_behalf(
+            [int(r.certificate_id) for r in rows if r.certificate_id is not None],
+            f"device-revoked-by:{actor_label(actor)}", reason=reason)
+        self._record("data", "signer-key.revoke", actor_label(actor), device_id,
+                     {"keys": [r.id for r in rows], "reason": reason})
+        return [r.id for r in rows]
 
     def chain(self, key: SignerKey) -> list[Certificate]:
         """The issuing CA above the key's certificate, when the built-in CA issued it (CMS

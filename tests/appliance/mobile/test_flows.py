@@ -344,3 +344,33 @@ def test_a_due_certificate_is_renewed_at_the_next_signature(hospital: Hospital,
     _prescription(hospital, review=False)  # not due any more: no renewal item
     opened = doctor.call("POST", "/api/v1/mobile/sign", {"tasks": [doctor.tasks()[0]["id"]]})
     assert all("purpose" not in item for item in opened["items"])
+
+
+def test_a_lost_phone_and_a_revoked_certificate_cannot_sign(hospital: Hospital) -> None:
+    doctor = hospital.phone_for(hospital.doctor_id)
+    _prescription(hospital, review=False)
+    (task,) = doctor.tasks()
+    certificate_id = doctor.call("GET", "/api/v1/mobile/me")["certificate"]["id"]
+    devices = hospital.backend("GET", f"/api/v1/signers/{hospital.doctor_id}/devices").json
+    assert [d["id"] for d in devices["items"]] == [doctor.device_id]
+    revoked = hospital.backend(
+        "POST", f"/api/v1/signers/{hospital.doctor_id}/devices/{doctor.device_id}/revoke",
+        {"reason": "key_compromise"}).json
+    assert revoked["device"]["status"] == "revoked" and len(revoked["revoked_keys"]) == 1
+    assert hospital.ca.get(certificate_id).status == "revoked"
+    with pytest.raises(ApiError) as refused:
+        doctor.sign([task["id"]])
+    assert refused.value.status == 401 and refused.value.problem["code"] == "device-revoked"
+    # a new phone: a new key and certificate, and the task can be signed again
+    replacement = hospital.phone_for(hospital.doctor_id)
+    replacement.sign([task["id"]])
+
+
+def test_a_certificate_revoked_by_the_security_officer_cannot_sign(hospital: Hospital) -> None:
+    doctor = hospital.phone_for(hospital.doctor_id)
+    _prescription(hospital, review=False)
+    certificate_id = doctor.call("GET", "/api/v1/mobile/me")["certificate"]["id"]
+    hospital.ca.revoke(Actor(), certificate_id, "key_compromise")
+    with pytest.raises(ApiError) as refused:
+        doctor.sign([doctor.tasks()[0]["id"]])
+    assert refused.value.status == 409 and refused.value.problem["code"] == "no-signing-key"
