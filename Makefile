@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= auto
 
-.PHONY: run test bootstrap deps lint typecheck unit bench clean
+.PHONY: run test bootstrap deps node-deps lint typecheck unit bench clean
 
 # Development appliance on http://127.0.0.1:8080: ./var holds the configuration, the SQLite data
 # directory, the demo unseal passphrase and the demo credentials (init --demo is idempotent).
@@ -15,20 +15,25 @@ run: bootstrap
 	$(BIN)/medsign init --demo --config $(RUN_CONFIG)
 	$(BIN)/medsign serve --config $(RUN_CONFIG)
 
-test: bootstrap deps lint typecheck unit
+test: bootstrap deps node-deps lint typecheck unit
 
 # Create the virtualenv and install the pinned dependencies; redone when the pins change.
 bootstrap: $(STAMP)
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml requirements.lock sdk/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24"
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e sdk/python
 	touch $(STAMP)
 
 # Debian packages the tests drive (real peers); installed when run as root, checked otherwise.
 deps:
 	scripts/install-debian-deps.sh
+
+# The mini-program SDK's node packages, exactly as package-lock.json pins them (tests/peers).
+node-deps:
+	cd sdk/miniprogram && npm ci --no-audit --no-fund
 
 lint: bootstrap
 	$(BIN)/ruff check .
@@ -44,6 +49,7 @@ bench: bootstrap
 	$(BIN)/python bench/keysplit.py
 	$(BIN)/python bench/api.py  # then bench/audit.py
 	$(BIN)/python bench/ca.py
+	$(BIN)/python bench/flows.py
 
 # Regenerate the lock file from pyproject.toml (run by a developer, then commit the result).
 lock:

@@ -171,7 +171,9 @@ def check_timestamp(value: str | None, max_skew: int, now: float | None = None) 
         raise AuthMalformed(f"{TIMESTAMP_HEADER} 须为 Unix 时间（秒）")
     current = time.time() if now is None else now
     if abs(int(value) - current) > max_skew:
-        raise RequestExpired(f"请求时间戳与设备时间相差超过 {max_skew} 秒，请检查时钟同步")
+        # server_time lets a client with a wrong clock correct its offset and retry.
+        raise RequestExpired(f"请求时间戳与设备时间相差超过 {max_skew} 秒，请检查时钟同步",
+                             server_time=int(current))
     return value
 
 

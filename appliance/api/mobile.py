@@ -3,7 +3,13 @@ task list, co-sign sessions, auto-sign authorizations, certificate and message c
 
 Everything but activation is a device-signed request (appliance.api.device_signing); the
 principal is the bound device, and its signer is the only one whose data it sees.  Protocol
-messages are keysplit's JSON (keysplit/README.md), carried as the ``message`` member.
+messages are keysplit's JSON (keysplit/README.md): the phone POSTs a message as the whole body
+of ``/api/v1/mobile/sessions/{session}``; the server's messages come as the ``message`` member
+of its JSON answers (next to what else the step produced: a certificate, task states, ``next``).
+
+Encodings: protocol messages use unpadded base64url inside (keysplit); the session id in URLs,
+digests, PIN proofs and unwrap keys are lower-case hex; keys, certificates, documents and
+signatures outside the protocol are standard base64.
 """
 
 from __future__ import annotations
@@ -333,13 +339,17 @@ class AutoSign:
                     "properties": {"items": {"type": "array", "items": _OBJECT}}})}},
         "POST": {"summary": "Authorize PIN-less co-signing for a time window and a count",
                  "requestBody": oa.body({
-                     "type": "object", "required": ["minutes", "max_count"],
+                     "type": "object", "required": ["minutes", "max_count", "pin_proof"],
                      "additionalProperties": False,
                      "properties": {"minutes": {"type": "integer", "minimum": 1,
                                                 "maximum": 1440},
                                     "max_count": {"type": "integer", "minimum": 1,
-                                                  "maximum": 1000}}}),
-                 "responses": {"201": oa.response("The authorization", _OBJECT)}},
+                                                  "maximum": 1000},
+                                    "pin_proof": {"type": "string",
+                                                  "pattern": "^[0-9a-f]{64}$"}}}),
+                 "responses": {"201": oa.response(
+                     "The authorization, and the unwrap key the phone keeps for it", _OBJECT),
+                     "403": oa.problem("Wrong PIN"), "423": oa.problem("The PIN is locked")}},
     }
 
     def __init__(self, requests: SignRequestService) -> None:
@@ -349,11 +359,12 @@ class AutoSign:
         resp.media = {"items": self._requests.auto_sign_grants(_device(req).id)}
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = json_body(req, allowed={"minutes", "max_count"}, required={"minutes",
-                                                                          "max_count"})
+        body = json_body(req, allowed={"minutes", "max_count", "pin_proof"},
+                         required={"minutes", "max_count", "pin_proof"})
         resp.status = falcon.HTTP_201
-        resp.media = self._requests.grant_auto_sign(_device(req), minutes=body["minutes"],
-                                                    max_count=body["max_count"])
+        resp.media = self._requests.grant_auto_sign(
+            _device(req), minutes=body["minutes"], max_count=body["max_count"],
+            pin_proof=_hex(body["pin_proof"], "pin_proof", 32))
 
 
 class AutoSignGrant:

@@ -424,8 +424,7 @@ class SignRequestService:
         if len(digests) > MAX_ITEMS:
             raise ValidationFailed(f"一次最多签署 {MAX_ITEMS} 份文档")
         grant = self._usable_grant(device, len(task_ids)) if auto_sign else None
-        shown = [{"task_id": i["task"], "document": i["doc"], "digest": d.hex()}
-                 for i, d in zip(items, digests, strict=True)]
+        shown = [_shown(i, d) for i, d in zip(items, digests, strict=True)]
         context: dict[str, Any] = {"tasks": list(task_ids), "items": items, "auto_sign": grant}
         renewal = self._keys.renewal_item(key)
         if renewal is not None and len(digests) < MAX_ITEMS:
@@ -497,13 +496,15 @@ class SignRequestService:
             task = conn.execute(select(T.c.request_id, T.c.step).where(T.c.id == task_id)).one()
             requests[task.request_id] = int(task.step)
         finished = {r: self._advance(conn, r, step, now) for r, step in requests.items()}
-        audit = {"tasks": task_ids, "device_id": session.device_id, "key_id": key.id,
+        audit = {"requests": sorted(requests), "tasks": task_ids,
+                 "device_id": session.device_id, "key_id": key.id,
                  "certificate_id": key.certificate_id, "auto_sign_id": grant,
                  "digests": [s.hex() for s in self._digests(session)]}
 
         def after_commit() -> None:
+            # The subject names the signer; every request and task is in the details.
             self._record("signature", "sign-request.cosign", _Device(session.device_id),
-                         ",".join(sorted(requests)), audit)
+                         f"signer:{key.signer_id}", audit)
             self._on_event()
             if context.get("renewal") is not None:
                 self._keys.complete_renewal(key, context["renewal"], signatures[documents],
@@ -571,14 +572,19 @@ class SignRequestService:
 
     # -- auto-sign authorizations
 
-    def grant_auto_sign(self, device: Actor, *, minutes: int, max_count: int) -> dict[str, Any]:
+    def grant_auto_sign(self, device: Actor, *, minutes: int, max_count: int,
+                        pin_proof: bytes) -> dict[str, Any]:
+        """Authorize PIN-less co-signing for a window and a count.  The PIN is checked here,
+        and the answer carries the unwrap key the phone keeps for the window (so a phone that
+        restarted can still use it)."""
         if not isinstance(minutes, int) or isinstance(minutes, bool) or \
                 not 0 < minutes <= MAX_AUTO_SIGN.total_seconds() // 60:
             raise ValidationFailed("minutes: 1 to 1440")
         if not isinstance(max_count, int) or isinstance(max_count, bool) or \
                 not 0 < max_count <= MAX_AUTO_SIGN_COUNT:
             raise ValidationFailed(f"max_count: 1 to {MAX_AUTO_SIGN_COUNT}")
-        self._keys.active_key(device.id, device.name)
+        key = self._keys.active_key(device.id, device.name)
+        unwrap = self._keys.check_pin(key, pin_proof)
         now = self._clock()
         grant_id = "as_" + secrets.token_urlsafe(15)
         with self._db.transaction() as conn:
@@ -591,7 +597,7 @@ class SignRequestService:
                 body=f"{minutes} 分钟内最多 {max_count} 个签名任务", created_at=now))
         self._record("signature", "auto-sign.grant", device, f"signer:{device.id}",
                      {"id": grant_id, "minutes": minutes, "max_count": max_count})
-        return self._grant(grant_id)
+        return {**self._grant(grant_id), "unwrap": unwrap.hex()}
 
     def revoke_auto_sign(self, device: Actor, grant_id: str) -> dict[str, Any]:
         with self._db.transaction() as conn:
@@ -684,6 +690,17 @@ class SignRequestService:
                 details: Mapping[str, Any]) -> None:
         if self._audit is not None:
             self._audit(category, action, actor_label(actor), subject, dict(details))
+
+
+def _shown(item: Mapping[str, Any], digest_e: bytes) -> dict[str, Any]:
+    """What the phone is told about one digest it co-signs: for CMS also the signed
+    attributes, so it can recompute e = SM3(Z || attributes) and check that their message
+    digest is the hash of the document it showed."""
+    shown = {"task_id": item["task"], "document": item["doc"], "digest": digest_e.hex()}
+    if item["prepared"] is not None:
+        prepared = cms.PreparedSignature.from_dict(item["prepared"])
+        shown["signed_attributes"] = base64.b64encode(prepared.to_be_signed).decode()
+    return shown
 
 
 @dataclasses.dataclass(frozen=True)

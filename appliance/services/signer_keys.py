@@ -471,6 +471,12 @@ class SignerKeyService:
                      {"key_id": key.id})
         return {"unwrap": outcome.unwrap.hex(), "new_unwrap": outcome.new_unwrap.hex()}
 
+    def check_pin(self, key: SignerKey, proof: bytes) -> bytes:
+        """A PIN check outside a co-sign session (authorizing auto-sign): the unwrap key."""
+        outcome = self._pin_step(key.id, lambda record: record.verify(proof))
+        unwrap: bytes = outcome.unwrap
+        return unwrap
+
     def unlock_pin(self, actor: Actor, signer_id: int) -> list[str]:
         """After the signer's identity was re-verified (in person, by the security
         administrator): clear the lock and the counter of the signer's active keys."""

@@ -141,6 +141,16 @@ class TestPhone:
                                                            "auto_sign": auto})
         return self.cosign(opened, pin=pin, auto=auto)
 
+    def grant_auto_sign(self, minutes: int, max_count: int,
+                        pin: str | None = None) -> dict[str, Any]:
+        """Authorize auto-sign with the PIN; keep the unwrap key for the window."""
+        assert self.share is not None
+        grant: dict[str, Any] = self.call("POST", "/api/v1/mobile/auto-sign", {
+            "minutes": minutes, "max_count": max_count,
+            "pin_proof": pin_proof(pin or self.pin, self.share.salt).hex()})
+        self.unwrap = bytes.fromhex(grant["unwrap"])
+        return grant
+
     def change_pin(self, new_pin: str) -> None:
         assert self.share is not None
         answer = self.call("POST", "/api/v1/mobile/pin", {

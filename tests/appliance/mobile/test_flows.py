@@ -80,7 +80,16 @@ def test_e_prescription_doctor_then_pharmacist(hospital: Hospital) -> None:
     assert task["request_id"] == request["id"] and task["action"] == "sign"
     preview = doctor.call("GET", f"/api/v1/mobile/tasks/{task['id']}/documents/0")
     assert preview == PRESCRIPTION
-    signed = doctor.sign([task["id"]])
+    opened = doctor.call("POST", "/api/v1/mobile/sign", {"tasks": [task["id"]]})
+    # the phone can check what it signs: e = SM3(Z || signed attributes), whose message
+    # digest is the SM3 of the document it showed
+    (item,) = opened["items"]
+    attributes = base64.b64decode(item["signed_attributes"])
+    assert doctor.share is not None
+    public = SM2PublicKey.from_point(doctor.share.public_key)
+    assert public.digest(attributes).hex() == item["digest"]
+    assert sm3(PRESCRIPTION) in attributes
+    signed = doctor.cosign(opened)
     assert signed["tasks"] == [{"id": task["id"], "status": "signed"}]
     (review,) = pharmacist.tasks()
     assert review["action"] == "review"
@@ -194,7 +203,11 @@ def test_auto_sign_window_and_count(hospital: Hospital) -> None:
     with pytest.raises(ApiError) as no_grant:
         doctor.sign([tasks[1]["id"]], auto=True)
     assert no_grant.value.status == 409
-    grant = doctor.call("POST", "/api/v1/mobile/auto-sign", {"minutes": 30, "max_count": 1})
+    with pytest.raises(ApiError) as wrong_pin:
+        doctor.grant_auto_sign(30, 1, pin="000000")
+    assert wrong_pin.value.status == 403
+    doctor.unwrap = None  # a restarted phone: the grant itself gives the unwrap key
+    grant = doctor.grant_auto_sign(30, 1)
     doctor.sign([tasks[1]["id"]], auto=True)
     with pytest.raises(ApiError) as used_up:
         doctor.sign([tasks[2]["id"]], auto=True)
