@@ -200,9 +200,7 @@ def test_js_phone_against_a_real_server(tmp_path: Path) -> None:
                         MEDSIGN_RESULT_FILE=str(result_file))
         counts, out = _node_test(node, "test/integration.test.js", env)
         result = json.loads(result_file.read_text())
-        todo = 1 if "known_server_bug" in result else 0
-        assert (counts["pass"], counts["todo"], counts["skipped"]) == (12 - todo, todo, 0), \
-            out[-4000:]
+        assert (counts["pass"], counts["todo"], counts["skipped"]) == (13, 0, 0), out[-4000:]
         assert result["done"] is True
 
         # the server side: every signed request is completed and its CMS verifies

@@ -381,6 +381,14 @@ class PhoneClient {
     return this._mobile('POST', `/messages/${Number(messageId)}/read`)
   }
 
+  /**
+   * Register the signer's handwritten signature: `drawing` is `HandwritingCapture#toJSON()`
+   * ({width, height, strokes}); the server renders it (PNG/SVG) for visible signatures.
+   */
+  saveHandwriting(drawing) {
+    return this._mobile('POST', '/handwriting', { json: drawing })
+  }
+
   // --- co-sign sessions ----------------------------------------------------------------------
 
   _send(session, message) {

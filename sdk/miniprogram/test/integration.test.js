@@ -196,6 +196,21 @@ describe('the JS phone against a real medsign server', { skip: URL_ ? false : 'M
     await assert.rejects(client.markRead(999999), (e) => e.status === 404)
   })
 
+  it('a handwritten signature: captured strokes, rendered by the server', async () => {
+    let t = 1000
+    const pad = new sdk.HandwritingCapture({ width: 300, height: 150, now: () => t })
+    const touch = (x, y) => ({ touches: [{ x, y, force: 0.7 }], timeStamp: t })
+    pad.onTouchStart(touch(20, 100))
+    for (let i = 1; i <= 40; i++) { t += 16; pad.onTouchMove(touch(20 + i * 6, 100 - (i % 10) * 5)) }
+    pad.onTouchEnd({ touches: [], timeStamp: t })
+    const stored = await client.saveHandwriting(pad.toJSON())
+    assert.equal(stored.width, 300)
+    assert.ok(stored.points >= 10)
+    const png = await client.request('GET', '/api/v1/mobile/handwriting', { query: { format: 'png' } })
+    assert.equal(png.mediaType, 'image/png')
+    assert.equal(png.data[0], 0x89) // the PNG signature
+  })
+
   it('a replayed request is refused by the server', async () => {
     // the device signature and nonce of one request, sent twice
     const seen = []
