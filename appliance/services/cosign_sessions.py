@@ -1,5 +1,9 @@
 """Co-sign protocol sessions kept in the database between a phone's requests.
 
+A phone whose answer got lost (a dropped connection after the server acted) sends the same
+message bytes again and gets the same answer: the last answer of each session is kept,
+wrapped under the KEK (it may carry an unwrap key), and keysplit never sees the duplicate.
+
 Appliance nodes are stateless: a keysplit state (keygen or co-sign, JSON without secrets) is
 stored with a version number, and every transition is a compare-and-swap on that version, so
 one state is never answered twice, by two threads or by two nodes (keysplit/README.md: a
@@ -43,6 +47,8 @@ class StoredSession:
     version: int
     status: str
     expires_at: dt.datetime
+    last_message: str | None = None  # SM3 hex of the last message answered
+    last_answer: bytes | None = None  # its answer, wrapped under the KEK
 
 
 def _dumps(value: Any) -> str:
@@ -70,7 +76,8 @@ class SessionStore:
             raise NotFound("没有这个签名会话")
         session = StoredSession(row.id, row.kind, row.device_id, row.key_id,
                                 json.loads(row.state), json.loads(row.context), int(row.version),
-                                row.status, aware(row.expires_at))
+                                row.status, aware(row.expires_at), row.last_message,
+                                bytes(row.last_answer) if row.last_answer is not None else None)
         if session.status == "open" and session.expires_at <= now:
             raise SessionExpired("签名会话已过期，请重新发起")
         return session
@@ -84,6 +91,12 @@ class SessionStore:
                                        status="done" if done else "open")).rowcount
         if changed != 1:
             raise SessionChanged("该会话已被另一个请求推进，请以最新状态重试")
+
+    def remember(self, session_id: str, message_sm3: str, wrapped_answer: bytes) -> None:
+        """Keep the answer to a message, for a phone that lost it and sends the same bytes."""
+        with self._db.transaction() as conn:
+            conn.execute(update(CS).where(CS.c.id == session_id).values(
+                last_message=message_sm3, last_answer=wrapped_answer))
 
     def purge(self, now: dt.datetime) -> int:
         """Forget sessions a day past their expiry (finished ones are kept as long, for

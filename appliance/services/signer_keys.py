@@ -57,7 +57,7 @@ from ca_client.errors import CaError, ChannelUnavailable, RequestRejected
 from keysplit import messages, rsa, sm2
 from keysplit.errors import PinError, ProtocolError, ShareLocked, WrongPin
 from keysplit.pin import PinRecord
-from signcore.hashes import HashAlgorithm, digest
+from signcore.hashes import HashAlgorithm, digest, sm3
 from signcore.keys import PublicKey, RSAPublicKey
 from signcore.sm2 import SM2PublicKey
 from signcore.x509 import Certificate
@@ -311,8 +311,21 @@ class SignerKeyService:
 
     def handle(self, device_id: str, signer_id: int, session_id: str,
                body: bytes) -> dict[str, Any]:
-        """One protocol message from the phone for one of its sessions; the answer."""
+        """One protocol message from the phone for one of its sessions; the answer.  The same
+        message again (the phone lost the answer) gets the same answer."""
         session = self._sessions.load(session_id, device_id, self._clock())
+        fingerprint = sm3(body).hex()
+        keyring = self._holder.keyring()
+        context = f"cosign-session:{session.id}:answer".encode()
+        if session.last_message == fingerprint and session.last_answer is not None:
+            answer: dict[str, Any] = json.loads(keyring.unwrap(session.last_answer, context))
+            return answer
+        answer = self._dispatch(session, signer_id, body)
+        self._sessions.remember(session.id, fingerprint, keyring.wrap(
+            json.dumps(answer, ensure_ascii=False).encode(), context))
+        return answer
+
+    def _dispatch(self, session: StoredSession, signer_id: int, body: bytes) -> dict[str, Any]:
         try:
             kind = messages.peek_type(body)
             if session.kind == "keygen" and kind == "keygen.commit":

@@ -321,6 +321,10 @@ cosign_sessions = Table(
     Column("status", String(16), nullable=False, default="open"),  # open | done
     Column("expires_at", Timestamp, nullable=False),
     Column("created_at", Timestamp, nullable=False),
+    # The last message answered (SM3 of its bytes) and the answer, wrapped under the KEK (it
+    # may hold an unwrap key): a phone that lost the answer sends the same bytes again.
+    Column("last_message", String(64), nullable=True),
+    Column("last_answer", LargeBinary, nullable=True),
     Index("ix_cosign_sessions_expires", "expires_at"),
 )
 

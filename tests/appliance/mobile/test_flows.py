@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import io
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from appliance.api.device_signing import sign_request
 from appliance.services.applications import decode_secret
 from appliance.services.webhooks import WebhookService
 from appliance.storage import Database, schema
+from keysplit import messages
+from keysplit.phone import PhoneCosigner
 from signcore import cms
 from signcore.hashes import sm3
 from signcore.sm2 import SM2PublicKey
@@ -387,3 +390,25 @@ def test_a_certificate_revoked_by_the_security_officer_cannot_sign(hospital: Hos
     with pytest.raises(ApiError) as refused:
         doctor.sign([doctor.tasks()[0]["id"]])
     assert refused.value.status == 409 and refused.value.problem["code"] == "no-signing-key"
+
+
+def test_a_lost_answer_is_answered_again(hospital: Hospital) -> None:
+    """The phone sends the same message bytes again (its connection dropped after the server
+    acted): it gets the same answer, and nothing happens twice."""
+    doctor = hospital.phone_for(hospital.doctor_id)
+    _prescription(hospital, review=False)
+    opened = doctor.call("POST", "/api/v1/mobile/sign", {"tasks": [doctor.tasks()[0]["id"]]})
+    assert doctor.share is not None
+    cosigner = PhoneCosigner(doctor.share, pin=doctor.pin)
+    commit = cosigner.commit(messages.decode(json.dumps(opened["message"]),
+                                             messages.CosignOffer))
+    first = doctor.send(opened["session"], commit)
+    again = doctor.send(opened["session"], commit)
+    assert again == first
+    result = cosigner.finish(messages.decode(json.dumps(first["message"]),
+                                             messages.CosignResponse))
+    assert isinstance(result, messages.CosignResult)
+    done = doctor.send(opened["session"], result)
+    assert doctor.send(opened["session"], result) == done
+    assert doctor.call("GET", "/api/v1/mobile/me")["pin"]["attempts_left"] == 10
+    assert [t["status"] for t in doctor.tasks("signed")] == ["signed"]

@@ -177,6 +177,8 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("expires_at", TIMESTAMP, nullable=False),
         sa.Column("created_at", TIMESTAMP, nullable=False),
+        sa.Column("last_message", sa.String(length=64), nullable=True),
+        sa.Column("last_answer", sa.LargeBinary(), nullable=True),
         sa.ForeignKeyConstraint(
             ["device_id"], ["devices.id"], name=op.f("fk_cosign_sessions_device_id_devices")
         ),
