@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import concurrent.futures.process
 import contextlib
 import dataclasses
 import http.client
@@ -158,10 +159,13 @@ def running(argv: list[str], port: int, log: Path, env: dict[str, str]) -> Itera
             proc.wait()
 
 
-def _env() -> dict[str, str]:
+def _env(*, bench_modules: bool = False) -> dict[str, str]:
+    """The servers' environment.  Only the hello-world reference imports from bench/: on the
+    medsign server's path, bench/keysplit.py would shadow the keysplit package."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("MEDSIGN_") or k == "MEDSIGN_LIBCRYPTO"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [BENCH_DIR, env.get("PYTHONPATH")]))
+    if bench_modules:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [BENCH_DIR, env.get("PYTHONPATH")]))
     return env
 
 
@@ -287,7 +291,7 @@ def measure(args: argparse.Namespace, work: Path) -> tuple[list[Row], RunInfo]:
     runs: dict[str, list[tuple[float, float]]] = {"hello": [], "medsign": []}
     context = multiprocessing.get_context("fork")
     with running(medsign_argv, medsign_port, work / "medsign.log", env), \
-            running(hello_argv, hello_port, work / "hello.log", env), \
+            running(hello_argv, hello_port, work / "hello.log", _env(bench_modules=True)), \
             concurrent.futures.ProcessPoolExecutor(args.client_processes,
                                                    mp_context=context) as executor:
         check_auth(medsign_port, inst)

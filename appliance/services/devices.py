@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -116,7 +117,9 @@ def _device(row: Row[Any]) -> Device:
                   aware(row.created_at), aware(row.last_seen_at) if row.last_seen_at else None)
 
 
+@functools.lru_cache(maxsize=4096)
 def load_device_key(der: bytes) -> SM2PublicKey:
+    """The SM2 key of a device (cached: every device-signed request needs it)."""
     try:
         key = load_public_key(der)
     except (DecodeError, InvalidKey, UnsupportedAlgorithm, ValueError):

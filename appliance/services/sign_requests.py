@@ -125,6 +125,8 @@ def _payload(item: Mapping[str, Any], where: str,
             data = base64.b64decode(content, validate=True)
         except ValueError:
             raise ValidationFailed(f"{where}.content is not base64") from None
+        if len(data) > MAX_DOCUMENT_BYTES:
+            raise ValidationFailed(f"{where}.content: at most {MAX_DOCUMENT_BYTES} bytes")
         return data, sm3(data), "sm3"
     if fmt != "cms-detached":
         raise ValidationFailed(f"{where}: format {fmt} needs the document's content")
@@ -485,6 +487,7 @@ class SignRequestService:
             if item["prepared"] is not None:
                 self._add_signature(conn, item, signature)
         requests: dict[str, int] = {}
+        task_requests: dict[str, str] = {}
         for task_id in task_ids:
             changed = conn.execute(update(T).where(T.c.id == task_id, T.c.status == "pending")
                                    .values(status="signed", device_id=session.device_id,
@@ -495,17 +498,19 @@ class SignRequestService:
                 raise NotPending(f"签名任务 {task_id} 已不在待签状态")
             task = conn.execute(select(T.c.request_id, T.c.step).where(T.c.id == task_id)).one()
             requests[task.request_id] = int(task.step)
-        finished = {r: self._advance(conn, r, step, now) for r, step in requests.items()}
-        audit = {"requests": sorted(requests), "tasks": task_ids,
-                 "device_id": session.device_id, "key_id": key.id,
-                 "certificate_id": key.certificate_id, "auto_sign_id": grant,
-                 "digests": [s.hex() for s in self._digests(session)]}
+            task_requests[task_id] = task.request_id
+        advanced = {r: self._advance(conn, r, step, now) for r, step in requests.items()}
+        events = any(event for _status, event in advanced.values())
+        finished = {r: status for r, (status, _event) in advanced.items()}
+        entries = _cosign_audit(session, key, grant, items=context["items"],
+                                digests=self._digests(session), task_requests=task_requests)
 
         def after_commit() -> None:
-            # The subject names the signer; every request and task is in the details.
-            self._record("signature", "sign-request.cosign", _Device(session.device_id),
-                         f"signer:{key.signer_id}", audit)
-            self._on_event()
+            for subject, details in entries:
+                self._record("signature", "sign-request.cosign", _Device(session.device_id),
+                             subject, details)
+            if events:  # webhooks to deliver now
+                self._on_event()
             if context.get("renewal") is not None:
                 self._keys.complete_renewal(key, context["renewal"], signatures[documents],
                                             session.device_id)
@@ -527,9 +532,10 @@ class SignRequestService:
         combined = signed if existing is None else cms.add_signer(bytes(existing), signed)
         conn.execute(update(DOC).where(*where).values(signature=combined))
 
-    def _advance(self, conn: Connection, request_id: str, step: int, now: dt.datetime) -> str:
+    def _advance(self, conn: Connection, request_id: str, step: int,
+                 now: dt.datetime) -> tuple[str, bool]:
         """After a step was signed: the next step's task becomes pending, or the request is
-        completed.  The request's status."""
+        completed.  The request's status, and whether a webhook event was enqueued."""
         row = conn.execute(select(R).where(R.c.id == request_id)).one()
         following = conn.execute(select(T.c.id).where(T.c.request_id == request_id,
                                                       T.c.step == step + 1)).first()
@@ -537,7 +543,7 @@ class SignRequestService:
             conn.execute(update(T).where(T.c.id == following.id).values(status="pending"))
             conn.execute(update(R).where(R.c.id == request_id).values(updated_at=now))
             self._notify_step(conn, request_id, step + 1, row.title, now)
-            return "pending"
+            return "pending", False
         conn.execute(update(R).where(R.c.id == request_id).values(
             status="completed", finished_at=now, updated_at=now))
         if row.callback_url:
@@ -545,7 +551,8 @@ class SignRequestService:
                                    url=row.callback_url, event_type="sign_request.completed",
                                    data={"sign_request_id": request_id, "status": "completed",
                                          "idempotency_key": row.idempotency_key})
-        return "completed"
+            return "completed", True
+        return "completed", False
 
     def reject(self, device: Actor, task_id: str, reason: str) -> dict[str, Any]:
         """The signer declines (a pharmacist rejects a prescription): the request ends."""
@@ -690,6 +697,36 @@ class SignRequestService:
                 details: Mapping[str, Any]) -> None:
         if self._audit is not None:
             self._audit(category, action, actor_label(actor), subject, dict(details))
+
+
+AUDIT_DIGESTS_PER_ENTRY = 100
+
+
+def _cosign_audit(session: StoredSession, key: SignerKey, grant: str | None, *,
+                  items: Sequence[Mapping[str, Any]], digests: Sequence[bytes],
+                  task_requests: Mapping[str, str]) -> list[tuple[str, dict[str, Any]]]:
+    """The audit entries of one finished co-sign session: one per task (subject: its sign
+    request), each with the digests e co-signed for its documents (at most
+    AUDIT_DIGESTS_PER_ENTRY per entry: a long request takes several parts), the device, key,
+    certificate and auto-sign authorization, and the session that ties a batch together."""
+    per_task: dict[str, list[tuple[int, str]]] = {}
+    for item, digest_e in zip(items, digests, strict=False):
+        per_task.setdefault(item["task"], []).append((int(item["doc"]), digest_e.hex()))
+    entries = []
+    for task_id, documents in per_task.items():
+        parts = [documents[i:i + AUDIT_DIGESTS_PER_ENTRY]
+                 for i in range(0, len(documents), AUDIT_DIGESTS_PER_ENTRY)]
+        for number, part in enumerate(parts, 1):
+            details: dict[str, Any] = {
+                "task_id": task_id, "signer_id": key.signer_id,
+                "device_id": session.device_id, "key_id": key.id,
+                "certificate_id": key.certificate_id, "auto_sign_id": grant,
+                "session": session.id, "tasks_in_session": len(per_task),
+                "documents": [{"index": i, "e": e} for i, e in part]}
+            if len(parts) > 1:
+                details["part"] = f"{number}/{len(parts)}"
+            entries.append((task_requests[task_id], details))
+    return entries
 
 
 def _shown(item: Mapping[str, Any], digest_e: bytes) -> dict[str, Any]:

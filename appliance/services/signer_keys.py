@@ -29,6 +29,7 @@ import base64
 import dataclasses
 import datetime as dt
 import json
+import logging
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
@@ -62,6 +63,7 @@ from signcore.keys import PublicKey, RSAPublicKey
 from signcore.sm2 import SM2PublicKey
 from signcore.x509 import Certificate
 
+LOG = logging.getLogger("medsign.signer_keys")
 K = schema.signer_keys
 S = schema.signers
 PROFILES = {"doctor": "doctor-signing", "pharmacist": "pharmacist-signing",
@@ -617,7 +619,10 @@ class SignerKeyService:
         with self._db.transaction() as conn:
             self._sessions.save(conn, session, state, done=True)
             extra, after_commit = finisher(conn, session, key, signatures)
-        after_commit()
+        try:
+            after_commit()
+        except Exception:  # the signatures are committed: the phone must hear so
+            LOG.exception("after the co-sign session %s committed", session.id)
         return {**answer, **extra}
 
     # -- internals

@@ -412,3 +412,87 @@ def test_a_lost_answer_is_answered_again(hospital: Hospital) -> None:
     assert doctor.send(opened["session"], result) == done
     assert doctor.call("GET", "/api/v1/mobile/me")["pin"]["attempts_left"] == 10
     assert [t["status"] for t in doctor.tasks("signed")] == ["signed"]
+
+
+def test_two_hundred_prescriptions_in_one_confirmation(hospital: Hospital) -> None:
+    """The doctor after a clinic: 200 prescriptions (200 requests), one PIN, one session."""
+    doctor = hospital.phone_for(hospital.doctor_id)
+    contents = {}
+    for i in range(200):
+        content = f"处方 RX-{i:04d}：布洛芬缓释胶囊 0.3g×20 粒".encode()
+        request = hospital.backend("POST", "/api/v1/sign-requests", {
+            "format": "cms-detached", "documents": [{"name": f"rx-{i}", "digest": _sm3(content),
+                                                     "digest_algorithm": "sm3"}],
+            "signers": [{"signer_id": hospital.doctor_id}]}).json
+        contents[request["id"]] = content
+    tasks = doctor.tasks()
+    assert len(tasks) == 200
+    answer = doctor.sign([t["id"] for t in tasks])
+    assert len(answer["signatures"]) == 200 and len(answer["tasks"]) == 200
+    authority = hospital.ca.active_authority("sm2")
+    for request_id in list(contents)[::40]:  # a sample: every one is a verifiable CMS
+        result = hospital.backend("GET", f"/api/v1/sign-requests/{request_id}/result").json
+        verified = cms.verify(base64.b64decode(result["documents"][0]["signature"]),
+                              content=contents[request_id], trust_roots=[authority.root])
+        assert verified.valid, verified
+
+
+def test_auto_sign_stops_at_the_end_of_its_window(hospital: Hospital,
+                                                  database: Database) -> None:
+    doctor = hospital.phone_for(hospital.doctor_id)
+    for _ in range(2):
+        _prescription(hospital, review=False)
+    tasks = doctor.tasks()
+    grant = doctor.grant_auto_sign(30, 10)
+    doctor.sign([tasks[0]["id"]], auto=True)
+    with database.transaction() as conn:  # the window ends
+        conn.execute(update(schema.auto_sign_grants)
+                     .where(schema.auto_sign_grants.c.id == grant["id"])
+                     .values(not_after=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
+    with pytest.raises(ApiError) as ended:
+        doctor.sign([tasks[1]["id"]], auto=True)
+    assert ended.value.status == 409
+    listed = doctor.call("GET", "/api/v1/mobile/auto-sign")["items"]
+    assert listed[0]["status"] == "ended" and listed[0]["used_count"] == 1
+    doctor.sign([tasks[1]["id"]])  # with the PIN it still works
+
+
+def test_an_expired_cosign_session_is_refused(hospital: Hospital, database: Database) -> None:
+    doctor = hospital.phone_for(hospital.doctor_id)
+    _prescription(hospital, review=False)
+    (task,) = doctor.tasks()
+    opened = doctor.call("POST", "/api/v1/mobile/sign", {"tasks": [task["id"]]})
+    with database.transaction() as conn:
+        conn.execute(update(schema.cosign_sessions)
+                     .where(schema.cosign_sessions.c.id == opened["session"])
+                     .values(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
+    with pytest.raises(ApiError) as expired:
+        doctor.cosign(opened)
+    assert expired.value.status == 409 and expired.value.problem["code"] == "session-expired"
+    assert doctor.tasks()[0]["status"] == "pending"
+    doctor.sign([task["id"]])  # a new session works
+
+
+def test_oversize_and_malformed_requests_change_nothing(hospital: Hospital,
+                                                        database: Database) -> None:
+    big = base64.b64encode(b"x" * (5 * 1024 * 1024 + 1)).decode()
+    bad_bodies = [
+        {"documents": [{"name": "big", "content": big}],
+         "signers": [{"signer_id": hospital.doctor_id}]},
+        {"documents": [{"name": "rx", "content": "not base64!"}],
+         "signers": [{"signer_id": hospital.doctor_id}]},
+        {"documents": [{"name": "rx", "digest": "00" * 32, "digest_algorithm": "md5"}],
+         "format": "cms-detached", "signers": [{"signer_id": hospital.doctor_id}]},
+        {"documents": [{"name": "rx", "content": "eA=="}], "signers": [{"signer_id": 999999}]},
+        {"documents": [{"name": "rx", "content": "eA=="}], "format": "pdf",
+         "signers": [{"signer_id": hospital.doctor_id}]},
+        {"documents": [], "signers": [{"signer_id": hospital.doctor_id}]},
+    ]
+    for body in bad_bodies:
+        with pytest.raises(ApiError) as refused:
+            hospital.backend("POST", "/api/v1/sign-requests", body)
+        assert refused.value.status in (400, 413), refused.value.problem
+        assert refused.value.problem["code"] in ("validation-failed", "payload-too-large")
+    with database.engine.connect() as conn:
+        assert conn.execute(select(schema.sign_requests.c.id)).first() is None
+        assert conn.execute(select(schema.sign_tasks.c.id)).first() is None
