@@ -118,6 +118,25 @@ class Me:
                       "pin": self._keys.pin_status(active.id) if active else None}
 
 
+class CertificateDetail:
+    access = {"GET": DEVICE}
+    openapi = {"GET": {
+        "summary": "This phone's certificate: details, chain to the root, renewal state",
+        "responses": {"200": oa.response("The certificate", {
+            "type": "object", "required": ["certificate", "chain", "key", "renewal"],
+            "properties": {"certificate": _OBJECT, "chain": {"type": "array",
+                                                            "items": {"type": "string"}},
+                           "key": _OBJECT, "renewal": _OBJECT}}),
+            "409": oa.problem("No certificate on this phone yet")}}}
+
+    def __init__(self, keys: SignerKeyService) -> None:
+        self._keys = keys
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        device = _device(req)
+        resp.media = self._keys.certificate_detail(device.id, device.name)
+
+
 class Keys:
     access = {"POST": DEVICE}
     openapi = {"POST": {
@@ -501,6 +520,7 @@ def routes(devices: DeviceService, keys: SignerKeyService,
         f"{base}/activate": Activate(devices),
         f"{base}/me": Me(devices, keys),
         f"{base}/keys": Keys(keys),
+        f"{base}/certificate": CertificateDetail(keys),
         f"{base}/keys/renew": KeyRenewal(keys),
         f"{base}/sessions/{{session}}": SessionMessage(keys),
         f"{base}/pin": Pin(keys),

@@ -199,6 +199,28 @@ class SignerKeyService:
             return []
         return [self._ca.authority(issuer).certificate]
 
+    def certificate_detail(self, signer_id: int, device_id: str) -> dict[str, Any]:
+        """The phone's certificate as the doctor's app shows it (CA证书管理): the details,
+        the chain up to the root when the built-in CA issued it, and the renewal state."""
+        with self._db.engine.connect() as conn:
+            row = conn.execute(select(K).where(K.c.signer_id == signer_id,
+                                               K.c.device_id == device_id,
+                                               K.c.status == "active")).first()
+        if row is None or row.certificate_id is None:
+            raise NoSigningKey("这台手机上还没有签名证书")
+        key = _key(row)
+        info = self._ca.get(int(row.certificate_id))
+        chain = [c.to_pem().decode() for c in self.chain(key)]
+        issuer = info.issuer_id
+        if chain and issuer in {a.id for a in self._ca.authorities()}:
+            chain.append(self._ca.authority(issuer).root.to_pem().decode())
+        due = aware(info.not_after) - self._clock() <= self._renew_before
+        with self._db.engine.connect() as conn:
+            error = conn.execute(select(schema.certificates.c.renewal_error).where(
+                schema.certificates.c.id == info.id)).scalar_one()
+        return {"certificate": info.to_json(self._clock()), "chain": chain,
+                "key": key.to_json(), "renewal": {"due": due, "error": error}}
+
     def certificate_info(self, certificate_id: int) -> dict[str, Any]:
         return self._ca.get(certificate_id).to_json()
 

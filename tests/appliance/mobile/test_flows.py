@@ -26,7 +26,7 @@ from keysplit.phone import PhoneCosigner
 from signcore import cms
 from signcore.hashes import sm3
 from signcore.sm2 import SM2PublicKey
-from signcore.x509 import Certificate
+from signcore.x509 import Certificate, load_certificate
 from tests.appliance.ca.test_ca_service import Actor
 from tests.appliance.mobile.conftest import Hospital
 from tests.appliance.mobile.phone import ApiError, TestPhone
@@ -64,6 +64,11 @@ def test_activation_keygen_and_enrollment(hospital: Hospital) -> None:
     assert "张医生" in certificate.subject
     me = phone.call("GET", "/api/v1/mobile/me")
     assert me["certificate"]["id"] == done["certificate"]["id"]
+    detail = phone.call("GET", "/api/v1/mobile/certificate")  # CA证书管理 in the app
+    assert detail["certificate"]["serial"] == done["certificate"]["serial"]
+    assert detail["certificate"]["status"] == "active" and not detail["renewal"]["due"]
+    chain = [load_certificate(pem.encode()) for pem in detail["chain"]]
+    assert chain[-1] == hospital.ca.active_authority("sm2").root and len(chain) == 2
     assert me["pin"] == {"attempts_left": 10, "locked": False}
     assert [k["status"] for k in me["keys"]] == ["active"]
     # the code was for one use
