@@ -12,6 +12,7 @@ C1C3C2 order), as OpenSSL writes and reads it.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from signcore import ec
@@ -58,6 +59,12 @@ def _is_one_der_sequence(data: bytes) -> bool:
     return 2 + count + int.from_bytes(data[2 : 2 + count], "big") == len(data)
 
 
+@functools.lru_cache(maxsize=2048)
+def _key_from_point(encoded: bytes) -> SM2PublicKey:
+    decoded = ec.decode_point(encoded)
+    return SM2PublicKey(evp.decode_public(_SPKI_PREFIX + decoded.encode()))
+
+
 class SM2PublicKey(PublicKey):
     """An SM2 public key held as a libcrypto EVP_PKEY."""
 
@@ -74,10 +81,11 @@ class SM2PublicKey(PublicKey):
 
     @classmethod
     def from_point(cls, point: ec.Point | bytes) -> SM2PublicKey:
-        """Build a key from a public point (validated: on the curve, not infinity)."""
+        """Build a key from a public point (validated: on the curve, not infinity).  Keys
+        are immutable, so the same point gives the same (cached) key: a server co-signing for
+        many signers rebuilds each joint key on every message otherwise."""
         # A Point object is re-validated too: it may have been built from untrusted integers.
-        decoded = ec.decode_point(point if isinstance(point, bytes) else point.encode())
-        return cls(evp.decode_public(_SPKI_PREFIX + decoded.encode()))
+        return _key_from_point(point if isinstance(point, bytes) else point.encode())
 
     @property
     def key_size(self) -> int:

@@ -95,8 +95,14 @@ class SessionStore:
     def remember(self, session_id: str, message_sm3: str, wrapped_answer: bytes) -> None:
         """Keep the answer to a message, for a phone that lost it and sends the same bytes."""
         with self._db.transaction() as conn:
-            conn.execute(update(CS).where(CS.c.id == session_id).values(
-                last_message=message_sm3, last_answer=wrapped_answer))
+            self.remember_in(conn, session_id, message_sm3, wrapped_answer)
+
+    @staticmethod
+    def remember_in(conn: Connection, session_id: str, message_sm3: str,
+                    wrapped_answer: bytes) -> None:
+        """:meth:`remember` inside the caller's transaction."""
+        conn.execute(update(CS).where(CS.c.id == session_id).values(
+            last_message=message_sm3, last_answer=wrapped_answer))
 
     def purge(self, now: dt.datetime) -> int:
         """Forget sessions a day past their expiry (finished ones are kept as long, for

@@ -467,7 +467,9 @@ class SignRequestService:
                     message_digest=None if content is not None else bytes(doc.digest),
                     detached=task.format == "cms-detached", flavor=task.flavour,
                     signing_time=now, extra_certificates=chain)
-                items.append({"task": task_id, "doc": doc.idx, "prepared": prepared.to_dict()})
+                items.append({"task": task_id, "doc": doc.idx, "prepared": prepared.to_dict(),
+                              "signed_attributes": base64.b64encode(
+                                  prepared.to_be_signed).decode()})
                 digests.append(prepared.digest())
         return items, digests
 
@@ -734,9 +736,8 @@ def _shown(item: Mapping[str, Any], digest_e: bytes) -> dict[str, Any]:
     attributes, so it can recompute e = SM3(Z || attributes) and check that their message
     digest is the hash of the document it showed."""
     shown = {"task_id": item["task"], "document": item["doc"], "digest": digest_e.hex()}
-    if item["prepared"] is not None:
-        prepared = cms.PreparedSignature.from_dict(item["prepared"])
-        shown["signed_attributes"] = base64.b64encode(prepared.to_be_signed).decode()
+    if item.get("signed_attributes") is not None:
+        shown["signed_attributes"] = item["signed_attributes"]
     return shown
 
 

@@ -31,6 +31,7 @@ import datetime as dt
 import json
 import logging
 import secrets
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -123,6 +124,10 @@ class Finisher(Protocol):
                  signatures: Sequence[bytes]) -> tuple[dict[str, Any], AfterCommit]: ...
 
 
+def _answer_context(session_id: str) -> bytes:
+    return f"cosign-session:{session_id}:answer".encode()
+
+
 def _share_context(key_id: str) -> bytes:
     return f"signer-key:{key_id}:share".encode()
 
@@ -140,6 +145,7 @@ class SignerKeyService:
         self._max_pin_failures, self._audit, self._clock = max_pin_failures, audit, clock
         self._renew_before = dt.timedelta(days=renew_days_before)
         self._sessions = SessionStore(database)
+        self._local = threading.local()  # the fingerprint of the message being handled
         self._finishers: dict[str, Finisher] = {}  # "enroll" is this service's own
 
     def register_finisher(self, kind: str, finisher: Finisher) -> None:
@@ -339,15 +345,36 @@ class SignerKeyService:
         message again (the phone lost the answer) gets the same answer."""
         session = self._sessions.load(session_id, device_id, self._clock())
         fingerprint = sm3(body).hex()
-        keyring = self._holder.keyring()
-        context = f"cosign-session:{session.id}:answer".encode()
         if session.last_message == fingerprint and session.last_answer is not None:
-            answer: dict[str, Any] = json.loads(keyring.unwrap(session.last_answer, context))
+            answer: dict[str, Any] = json.loads(self._holder.keyring().unwrap(
+                session.last_answer, _answer_context(session.id)))
             return answer
-        answer = self._dispatch(session, signer_id, body)
-        self._sessions.remember(session.id, fingerprint, keyring.wrap(
-            json.dumps(answer, ensure_ascii=False).encode(), context))
+        self._local.fingerprint = fingerprint
+        try:
+            answer = self._dispatch(session, signer_id, body)
+        finally:
+            self._local.fingerprint = None
+        if session.kind in ("keygen", "enroll"):  # rare: remembered on their own
+            self._sessions.remember(session.id, fingerprint, self._wrap_answer(session, answer))
         return answer
+
+    def _wrap_answer(self, session: StoredSession, answer: Mapping[str, Any]) -> bytes:
+        return self._holder.keyring().wrap(json.dumps(answer, ensure_ascii=False).encode(),
+                                           _answer_context(session.id))
+
+    def _save(self, conn: Connection, session: StoredSession, state: dict[str, Any], *,
+              done: bool, answer: Mapping[str, Any]) -> None:
+        """Store the next state and, in the same transaction, the answer to the message being
+        handled (for a phone that lost it)."""
+        self._sessions.save(conn, session, state, done=done)
+        self._save_answer(conn, session, answer)
+
+    def _save_answer(self, conn: Connection, session: StoredSession,
+                     answer: Mapping[str, Any]) -> None:
+        fingerprint = getattr(self._local, "fingerprint", None)
+        if fingerprint is not None:
+            self._sessions.remember_in(conn, session.id, fingerprint,
+                                       self._wrap_answer(session, answer))
 
     def _dispatch(self, session: StoredSession, signer_id: int, body: bytes) -> dict[str, Any]:
         try:
@@ -545,6 +572,8 @@ class SignerKeyService:
         for _ in range(5):
             record, version = self._pin_record(key_id)
             outcome = step(record)
+            if outcome.record == record:  # a right PIN with nothing to reset: no write
+                break
             with self._db.transaction() as conn:
                 changed = conn.execute(update(K).where(K.c.id == key_id,
                                                        K.c.version == version).values(
@@ -600,9 +629,10 @@ class SignerKeyService:
         state = sm2.CosignState.from_dict(session.state)
         outcome = sm2.SM2Server(self._server_share(key.id)).respond(
             state, commit, unlock=self._unlock_fn(key))
+        answer = {"message": _message_json(outcome.reply)}
         with self._db.transaction() as conn:
-            self._sessions.save(conn, session, outcome.state.to_dict(), done=False)
-        return {"message": _message_json(outcome.reply)}
+            self._save(conn, session, outcome.state.to_dict(), done=False, answer=answer)
+        return answer
 
     def _rsa_unlock(self, session: StoredSession, message: messages.RsaUnlock
                     ) -> dict[str, Any]:
@@ -610,9 +640,10 @@ class SignerKeyService:
         state = rsa.RsaState.from_dict(session.state)
         new_state, reply = rsa.RsaServer(self._rsa_share(key.id)).unlock(
             state, message, unlock=self._unlock_fn(key))
+        answer = {"message": _message_json(reply)}
         with self._db.transaction() as conn:
-            self._sessions.save(conn, session, new_state.to_dict(), done=False)
-        return {"message": _message_json(reply)}
+            self._save(conn, session, new_state.to_dict(), done=False, answer=answer)
+        return answer
 
     def _accept(self, session: StoredSession, result: messages.CosignResult) -> dict[str, Any]:
         key = self._key_row(session, "sm2")
@@ -641,11 +672,13 @@ class SignerKeyService:
         with self._db.transaction() as conn:
             self._sessions.save(conn, session, state, done=True)
             extra, after_commit = finisher(conn, session, key, signatures)
+            answer = {**answer, **extra}
+            self._save_answer(conn, session, answer)
         try:
             after_commit()
         except Exception:  # the signatures are committed: the phone must hear so
             LOG.exception("after the co-sign session %s committed", session.id)
-        return {**answer, **extra}
+        return answer
 
     # -- internals
 
