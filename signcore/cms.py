@@ -35,6 +35,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import functools
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +43,7 @@ from typing import Any
 from signcore import hashes
 from signcore._internal import algids
 from signcore._internal.asn1 import cms, core, load
-from signcore._internal.der import tlv
+from signcore._internal.der import header, read_tlv, tlv
 from signcore._internal.keybase import Signer
 from signcore._internal.pem import is_pem, pem_blocks, pem_encode
 from signcore.algorithms import (
@@ -107,8 +108,18 @@ def _attribute(attr_type: str, value: Any) -> cms.CMSAttribute:
     return cms.CMSAttribute({"type": attr_type, "values": [value]})
 
 
+def _now() -> dt.datetime:
+    """The signing time when none is given (a function, so that tests can fix it)."""
+    return dt.datetime.now(dt.UTC)
+
+
+def _signing_second(when: dt.datetime) -> dt.datetime:
+    """``when`` in UTC, whole seconds (a naive value is taken as local time)."""
+    return when.astimezone(dt.UTC).replace(microsecond=0)
+
+
 def _signing_time(when: dt.datetime) -> cms.Time:
-    when = when.astimezone(dt.UTC).replace(microsecond=0)
+    when = _signing_second(when)
     return cms.Time(name="utc_time" if 1950 <= when.year < 2050 else "generalized_time",
                     value=when)
 
@@ -206,19 +217,23 @@ def _embedded(certificate: Certificate,
 
 def _prepare(digest: bytes, content: bytes | None, certificate: Certificate,
              options: _SignOptions) -> PreparedSignature:
-    """Build the signed attributes over ``digest``: the one code path of every CMS we sign."""
+    """Build the signed attributes over ``digest``: the one code path of every CMS we sign.
+
+    The DER is written directly (:func:`_reference_prepare` is the asn1crypto construction it
+    reproduces byte for byte): content-type (cached per type), message-digest, signing-time,
+    then any extra attributes as asn1crypto encodes them."""
     flavor = options.flavor
-    econtent_type = options.content_type or flavor.data_oid
-    attributes = [
-        _attribute("content_type", cms.ContentType(econtent_type)),
-        _attribute("message_digest", core.OctetString(digest)),
-    ]
+    attributes = [_content_type_parts(options.content_type or flavor.data_oid)[2],
+                  tlv(0x30, _ATTR_MESSAGE_DIGEST + tlv(0x31, tlv(0x04, digest)))]
     if options.include_signing_time:
-        attributes.append(_attribute(
-            "signing_time", _signing_time(options.signing_time or dt.datetime.now(dt.UTC))))
-    attributes.extend(options.extra_signed_attributes)
-    # RFC 5652 section 5.4: the signature covers the DER of the attributes as a SET OF.
-    signed_attrs = bytes(cms.CMSAttributes(attributes).dump())
+        attributes.append(_signing_time_attribute(options.signing_time or _now()))
+    if options.extra_signed_attributes:
+        # As asn1crypto adds them to the SET OF (it would convert, say, a dict).
+        extra = cms.CMSAttributes(list(options.extra_signed_attributes))
+        attributes.extend(bytes(a.dump()) for a in extra)
+    # RFC 5652 section 5.4: the signature covers the DER of the attributes as a SET OF, whose
+    # elements DER orders by their encodings (asn1crypto's SetOf: plain byte order, as here).
+    signed_attrs = tlv(0x31, b"".join(sorted(attributes)))
     certs = _embedded(certificate, options.extra_certificates)
     return PreparedSignature(
         flavor=flavor, algorithm=options.algorithm, certificate=certificate.der,
@@ -229,7 +244,171 @@ def _prepare(digest: bytes, content: bytes | None, certificate: Certificate,
 def _assemble(prepared: PreparedSignature, signature: bytes,
               certs: Sequence[Certificate]) -> bytes:
     """The DER ContentInfo(SignedData) of ``prepared`` with ``signature``; ``certs``: the signer
-    certificate first, then the extra certificates."""
+    certificate first, then the extra certificates.
+
+    Written directly from cached parts (:func:`_reference_assemble` is the asn1crypto
+    construction it reproduces byte for byte, and what runs for signed attributes that are not
+    plain DER with one content-type attribute: only a hand-made PreparedSignature has those)."""
+    found = _signed_content_type(prepared.signed_attributes)
+    if found is None:
+        return _reference_assemble(prepared, signature, certs)
+    econtent_type, econtent_oid, attrs_content = found
+    flavor, algorithm, content = prepared.flavor, prepared.algorithm, prepared.content
+    digest_id = _digest_algorithm_der(algorithm.hash_algorithm)
+    signer_info = tlv(0x30, b"".join((
+        _V1, _signer_identifier_der(certs[0]), digest_id, tlv(0xA0, attrs_content),
+        _signature_algorithm_der(algorithm, flavor is CMSFlavor.GMT0010),
+        tlv(0x04, signature))))
+    # EncapsulatedContentInfo: eContentType, then [0] EXPLICIT OCTET STRING eContent.  Large
+    # content is copied once, by the final join; everything around it is headers.
+    if content is None:
+        encap_head, econtent = econtent_oid, b""
+    else:
+        # asn1crypto types some eContent (TSTInfo) by content type, and encodes what it parsed.
+        spec = cms.EncapsulatedContentInfo._oid_specs.get(cms.ContentType.map(econtent_type))
+        econtent = content if spec is None else bytes(spec.load(content).dump())
+        octets = header(0x04, len(econtent))
+        encap_head = econtent_oid + header(0xA0, len(octets) + len(econtent)) + octets
+    encap_size = len(encap_head) + len(econtent)
+    before = b"".join((
+        _V1 if econtent_type == flavor.data_oid else _V3, tlv(0x31, digest_id),
+        header(0x30, encap_size), encap_head))
+    after = _certificate_set_der(tuple(certs)) + tlv(0x31, signer_info)
+    signed_size = len(before) + len(econtent) + len(after)
+    signed_head = header(0x30, signed_size)
+    outer_oid = _content_type_parts(flavor.signed_data_oid)[1]
+    explicit_size = len(signed_head) + signed_size
+    inner_size = len(outer_oid) + len(header(0xA0, explicit_size)) + explicit_size
+    return b"".join((header(0x30, inner_size), outer_oid, header(0xA0, explicit_size),
+                     signed_head, before, econtent, after))
+
+
+# Parts written once with asn1crypto, then reused.
+_V1 = b"\x02\x01\x01"  # INTEGER 1: CMSVersion v1
+_V3 = b"\x02\x01\x03"
+_ATTR_CONTENT_TYPE = bytes(cms.CMSAttributeType("content_type").dump())
+_ATTR_MESSAGE_DIGEST = bytes(cms.CMSAttributeType("message_digest").dump())
+_ATTR_SIGNING_TIME = bytes(cms.CMSAttributeType("signing_time").dump())
+# The contents of an OBJECT IDENTIFIER in which every subidentifier is minimally encoded.
+_CANONICAL_OID = re.compile(rb"(?:[\x81-\xff][\x80-\xff]*[\x00-\x7f]|[\x00-\x7f])+")
+
+
+@functools.lru_cache(maxsize=64)
+def _content_type_parts(content_type: str) -> tuple[str, bytes, bytes]:
+    """``(dotted, OID DER, content-type attribute DER)`` of a content type (dotted or name)."""
+    value = cms.ContentType(content_type)
+    return (str(value.dotted), bytes(value.dump()),
+            bytes(_attribute("content_type", value).dump()))
+
+
+@functools.lru_cache(maxsize=64)
+def _oid_dotted(encoded: bytes) -> str:
+    return str(cms.ContentType.load(encoded, strict=True).dotted)
+
+
+def _signing_time_attribute(when: dt.datetime) -> bytes:
+    """The signing-time attribute DER: the :func:`_signing_time` choice, formatted as
+    asn1crypto's UTCTime and GeneralizedTime format it (``strftime``, no fraction)."""
+    when = _signing_second(when)
+    if 1950 <= when.year < 2050:
+        value = tlv(0x17, when.strftime("%y%m%d%H%M%SZ").encode("ascii"))
+    else:
+        value = tlv(0x18, (when.strftime("%Y%m%d%H%M%S") + "Z").encode("ascii"))
+    return tlv(0x30, _ATTR_SIGNING_TIME + tlv(0x31, value))
+
+
+@functools.cache
+def _digest_algorithm_der(algorithm: HashAlgorithm) -> bytes:
+    return bytes(algids.digest_algorithm_id(algorithm).dump())
+
+
+@functools.cache
+def _signature_algorithm_der(algorithm: SignatureAlgorithm, gm_flavor: bool) -> bytes:
+    return bytes(algids.signature_algorithm_id(
+        algorithm, cms_signer_info=True, gm_flavor=gm_flavor).dump())
+
+
+@functools.lru_cache(maxsize=256)
+def _signer_identifier_der(certificate: Certificate) -> bytes:
+    """The SignerIdentifier (issuerAndSerialNumber) of a certificate (keyed by its DER)."""
+    return bytes(cms.SignerIdentifier(name="issuer_and_serial_number", value={
+        "issuer": certificate.issuer_name, "serial_number": certificate.serial_number}).dump())
+
+
+@functools.lru_cache(maxsize=64)
+def _certificate_set_der(certs: tuple[Certificate, ...]) -> bytes:
+    """``certificates [0] IMPLICIT CertificateSet``: a SET OF, so in the order of the encodings
+    (as asn1crypto sorts it), duplicates kept."""
+    return tlv(0xA0, b"".join(sorted(c.der for c in certs)))
+
+
+def _signed_content_type(attrs: bytes) -> tuple[str, bytes, bytes] | None:
+    """``(eContentType dotted, its DER, content of the SET)`` from DER signed attributes that
+    hold exactly one content-type attribute of one value; None when they are anything else
+    (not DER at the levels read here, an OID not minimally encoded, no or several content
+    types), which :func:`_reference_assemble` then handles as it always did."""
+    try:
+        start, stop = _expect(attrs, 0, len(attrs), 0x31)
+        if stop != len(attrs):
+            raise ValueError("trailing bytes")
+        content, found = attrs[start:stop], None
+        while start < stop:
+            body, end = _expect(attrs, start, stop, 0x30)  # Attribute ::= SEQUENCE {
+            kind, values = _expect(attrs, body, end, 0x06)  # attrType OBJECT IDENTIFIER,
+            if not _CANONICAL_OID.fullmatch(attrs, kind, values):
+                raise ValueError("attribute type not minimally encoded")
+            first, last = _expect(attrs, values, end, 0x31)  # attrValues SET OF }
+            if last != end:
+                raise ValueError("trailing bytes in an attribute")
+            if attrs[body:values] == _ATTR_CONTENT_TYPE:
+                oid, oid_end = _expect(attrs, first, last, 0x06)
+                if found is not None or oid_end != last or not _CANONICAL_OID.fullmatch(
+                        attrs, oid, oid_end):
+                    raise ValueError("not one content type")
+                found = attrs[first:last]
+            start = end
+        if found is None:
+            raise ValueError("no content type")
+        dotted = _oid_dotted(found)
+        return dotted, _content_type_parts(dotted)[1], content
+    except ValueError:
+        return None
+
+
+def _expect(data: bytes, offset: int, end: int, tag: int) -> tuple[int, int]:
+    """The content bounds of the DER TLV with ``tag`` at ``data[offset:end]``, or ValueError."""
+    found = read_tlv(data, offset, end)
+    if found is None or found[0] != tag:
+        raise ValueError(f"not a DER TLV of tag {tag:#x}")
+    return found[1], found[2]
+
+
+def _reference_prepare(digest: bytes, content: bytes | None, certificate: Certificate,
+                       options: _SignOptions) -> PreparedSignature:
+    """:func:`_prepare` built with asn1crypto: what the direct DER must equal (and the test's
+    reference)."""
+    flavor = options.flavor
+    econtent_type = options.content_type or flavor.data_oid
+    attributes = [
+        _attribute("content_type", cms.ContentType(econtent_type)),
+        _attribute("message_digest", core.OctetString(digest)),
+    ]
+    if options.include_signing_time:
+        attributes.append(_attribute(
+            "signing_time", _signing_time(options.signing_time or _now())))
+    attributes.extend(options.extra_signed_attributes)
+    # RFC 5652 section 5.4: the signature covers the DER of the attributes as a SET OF.
+    signed_attrs = bytes(cms.CMSAttributes(attributes).dump())
+    certs = _embedded(certificate, options.extra_certificates)
+    return PreparedSignature(
+        flavor=flavor, algorithm=options.algorithm, certificate=certificate.der,
+        extra_certificates=tuple(c.der for c in certs[1:]), signed_attributes=signed_attrs,
+        content=content, signer_id=options.signer_id)
+
+
+def _reference_assemble(prepared: PreparedSignature, signature: bytes,
+                        certs: Sequence[Certificate]) -> bytes:
+    """:func:`_assemble` built with asn1crypto (its fallback, and the test's reference)."""
     flavor, algorithm, content = prepared.flavor, prepared.algorithm, prepared.content
     certificate = certs[0]
     signed_attrs = cms.CMSAttributes.load(prepared.signed_attributes)
@@ -400,8 +579,8 @@ class PreparedSignature:
                 raise DecodeError(f"unknown prepared-signature format {data['format']!r}")
             flavor = CMSFlavor(data["flavor"])
             algorithm = SignatureAlgorithm(data["algorithm"])
-            certificate = load_certificate(_unhex(data["certificate"]))
-            extras = [load_certificate(_unhex(h)) for h in _list(data["extra_certificates"])]
+            certificate = _stored_certificate(_unhex(data["certificate"]))
+            extras = [_stored_certificate(_unhex(h)) for h in _list(data["extra_certificates"])]
             signed_attributes = _unhex(data["signed_attributes"])
             content = None if data["content"] is None else _unhex(data["content"])
             signer_id = _unhex(data["signer_id"])
@@ -424,6 +603,13 @@ class PreparedSignature:
             raise DecodeError("the message-digest attribute does not match the content")
         return cls(flavor, algorithm, certificate.der, tuple(c.der for c in extras),
                    signed_attributes, content, signer_id)
+
+
+@functools.lru_cache(maxsize=512)
+def _stored_certificate(der: bytes) -> Certificate:
+    """A certificate of a stored prepared signature, strictly parsed once per DER: a server
+    finishing many co-signatures sees the same few signer and CA certificates again."""
+    return load_certificate(der)
 
 
 def _unhex(value: Any) -> bytes:
