@@ -57,6 +57,18 @@ RESULT = {"type": "object", "required": ["format", "valid", "signers"],
           "additionalProperties": False}
 
 
+PDF_RESULT = {
+    "type": "object", "required": ["format", "valid", "signatures"], "additionalProperties": False,
+    "properties": {
+        "format": {"enum": ["pdf"]}, "valid": {"type": "boolean"},
+        "signatures": {"type": "array", "items": {
+            "type": "object", "required": ["field", "ok", "intact", "valid", "trusted"],
+            "properties": {"field": {"type": "string"}, "ok": {"type": "boolean"},
+                           "intact": {"type": "boolean"}, "valid": {"type": "boolean"},
+                           "trusted": {"type": "boolean"}}}}},
+}
+
+
 def _b64(body: dict[str, Any], name: str, *, required: bool) -> bytes | None:
     text = (required_str if required else optional_str)(body, name, MAX_B64)
     if text is None:
@@ -74,7 +86,8 @@ class Verify:
         "requestBody": oa.body({
             "type": "object", "required": ["format", "signature"], "additionalProperties": False,
             "properties": {
-                "format": {"enum": ["cms", "raw"]},
+                "format": {"enum": ["cms", "raw", "pdf"],
+                           "description": "pdf: `signature` is the signed PDF (PAdES)"},
                 "signature": {"type": "string", "contentEncoding": "base64"},
                 "content": {"type": "string", "contentEncoding": "base64",
                             "description": "the signed bytes (detached CMS, raw)"},
@@ -82,7 +95,8 @@ class Verify:
                 "at": {"type": "string", "format": "date-time",
                        "description": "raw only: when it was signed (default: now)"},
             }}),
-        "responses": {"200": oa.response("The verification result", RESULT)},
+        "responses": {"200": oa.response("The verification result",
+                                         {"oneOf": [RESULT, PDF_RESULT]})},
     }}
 
     def __init__(self, service: VerificationService) -> None:
@@ -98,8 +112,11 @@ class Verify:
         if fmt == "cms":
             resp.media = self._service.verify_cms(signature, content)
             return
+        if fmt == "pdf":  # the signed PDF itself is the signature
+            resp.media = self._service.verify_pdf(signature)
+            return
         if fmt != "raw":
-            raise ValidationFailed("format 应为 cms 或 raw")
+            raise ValidationFailed("format 应为 cms、pdf 或 raw")
         certificate = required_str(body, "certificate", 64 * 1024)
         if content is None:
             raise ValidationFailed("content is required for a raw signature")

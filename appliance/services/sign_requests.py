@@ -35,6 +35,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, insert, select, update
 
+import pdfsign
 from appliance.errors import Conflict, NotFound, ValidationFailed
 from appliance.services._time import aware, utc_now
 from appliance.services.admins import Actor, actor_label
@@ -54,7 +55,7 @@ T = schema.sign_tasks
 G = schema.auto_sign_grants
 M = schema.mobile_messages
 SG = schema.signers
-FORMATS = ("cms-attached", "cms-detached", "raw")
+FORMATS = ("cms-attached", "cms-detached", "raw", "pades")
 FLAVOURS = ("rfc5652", "gmt0010")
 ACTIONS = ("sign", "review")
 MAX_DOCUMENTS = 200
@@ -108,8 +109,11 @@ def parse_documents(items: Any, fmt: str) -> list[NewDocument]:
             raise ValidationFailed(f"{where}: an object with name and content (base64), or "
                                    f"digest and digest_algorithm")
         name = _text(item, "name", where, 200)
-        media_type = _text(item, "media_type", where, 100, "application/octet-stream")
+        media_type = _text(item, "media_type", where, 100,
+                           "application/pdf" if fmt == "pades" else "application/octet-stream")
         content, digest, algorithm = _payload(item, where, fmt)
+        if fmt == "pades":
+            _check_pdf(content, where)
         found.append(NewDocument(name, media_type, content, digest, algorithm))
     return found
 
@@ -138,6 +142,16 @@ def _payload(item: Mapping[str, Any], where: str,
         return None, bytes.fromhex(digest), algorithm
     except ValueError:
         raise ValidationFailed(f"{where}.digest is not hex") from None
+
+
+def _check_pdf(content: bytes | None, where: str) -> None:
+    """A PAdES document must be a readable, unencrypted PDF (refused now, not at signing)."""
+    try:
+        pdfsign.open_pdf(content or b"")
+    except pdfsign.EncryptedPdf:
+        raise ValidationFailed(f"{where}: an encrypted PDF cannot be signed") from None
+    except pdfsign.PdfSignError as exc:
+        raise ValidationFailed(f"{where}: not a readable PDF ({exc})") from None
 
 
 def _steps(items: Any) -> list[tuple[int, str]]:
@@ -457,6 +471,11 @@ class SignRequestService:
                                    if isinstance(public, SM2PublicKey)
                                    else digest(HashAlgorithm.SHA256, bytes(doc.content)))
                     continue
+                if task.format == "pades":
+                    item, digest_e = _prepare_pades(task, doc, certificate, chain)
+                    items.append(item)
+                    digests.append(digest_e)
+                    continue
                 content = bytes(doc.content) if doc.content is not None else None
                 if content is None and doc.digest_algorithm != wanted:
                     raise NotPending(f"文档 {doc.name or doc.idx} 只登记了 "
@@ -486,7 +505,7 @@ class SignRequestService:
         documents = len(context["items"])
         for item, signature in zip(context["items"], signatures[:documents], strict=True):
             raw[item["task"]][str(item["doc"])] = base64.b64encode(signature).decode()
-            if item["prepared"] is not None:
+            if item.get("prepared") is not None or item.get("pdf") is not None:
                 self._add_signature(conn, item, signature)
         requests: dict[str, int] = {}
         task_requests: dict[str, str] = {}
@@ -526,6 +545,13 @@ class SignRequestService:
 
     def _add_signature(self, conn: Connection, item: Mapping[str, Any],
                        signature: bytes) -> None:
+        if item.get("pdf") is not None:  # PAdES: the signed PDF replaces the previous one
+            signed_pdf = pdfsign.PreparedPdf.from_dict(item["pdf"]).finish(signature)
+            task = conn.execute(select(T.c.request_id).where(T.c.id == item["task"])).one()
+            conn.execute(update(DOC).where(DOC.c.request_id == task.request_id,
+                                           DOC.c.idx == item["doc"])
+                         .values(signature=signed_pdf))
+            return
         prepared = cms.PreparedSignature.from_dict(item["prepared"])
         signed = prepared.finish(signature)
         task = conn.execute(select(T.c.request_id).where(T.c.id == item["task"])).one()
@@ -729,6 +755,21 @@ def _cosign_audit(session: StoredSession, key: SignerKey, grant: str | None, *,
                 details["part"] = f"{number}/{len(parts)}"
             entries.append((task_requests[task_id], details))
     return entries
+
+
+def _prepare_pades(task: Row[Any], doc: Row[Any], certificate: Certificate,
+                   chain: Sequence[Certificate]) -> tuple[dict[str, Any], bytes]:
+    """The next PAdES signature of a document: over the PDF as the previous signers left it
+    (an incremental update each), in a field named after the step."""
+    base = bytes(doc.signature) if doc.signature is not None else bytes(doc.content)
+    try:
+        prepared = pdfsign.prepare_pdf(base, certificate, chain=chain,
+                                       field=f"medsign-step-{task.step + 1}")
+    except pdfsign.PdfSignError as exc:
+        raise NotPending(f"文档 {doc.name or doc.idx} 无法签署：{exc}") from None
+    item = {"task": task.id, "doc": doc.idx, "prepared": None, "pdf": prepared.to_dict(),
+            "signed_attributes": base64.b64encode(prepared.to_be_signed).decode()}
+    return item, prepared.digest()
 
 
 def _shown(item: Mapping[str, Any], digest_e: bytes) -> dict[str, Any]:

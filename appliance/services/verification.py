@@ -30,6 +30,7 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
+import pdfsign
 from appliance.config import VerifyConfig
 from appliance.errors import ConfigError, NotFound, Sealed, ValidationFailed
 from appliance.services.ca import CaService
@@ -150,6 +151,28 @@ class VerificationService:
             return ChainReport(False, (certificate.subject,), revocation, (str(exc),))
         return ChainReport(True, tuple(c.subject for c in result.path),
                            result.revocation_status, result.warnings)
+
+    def verify_pdf(self, data: bytes) -> dict[str, Any]:
+        """Every signature of a PDF (PAdES, SM2 or RSA) against the appliance's trust anchors:
+        integrity, signer, chain, coverage, changes after signing and the locks, time stamp."""
+        anchors, others = self._ca.trusted_certificates()
+        try:
+            reports = pdfsign.validate_pdf(data, anchors, others)
+        except pdfsign.EncryptedPdf:
+            raise ValidationFailed("加密的 PDF 无法验证") from None
+        except pdfsign.PdfSignError as exc:
+            raise ValidationFailed(f"不是可读取的 PDF：{exc}") from None
+        signatures = [{
+            "field": r.field, "signer": r.signer, "ok": r.ok, "intact": r.intact,
+            "valid": r.valid, "trusted": r.trusted, "coverage": r.coverage,
+            "modification_level": r.modification_level,
+            "modifications_allowed": r.modifications_allowed,
+            "signing_time": r.signing_time.isoformat() if r.signing_time else None,
+            "timestamp": r.timestamp.isoformat() if r.timestamp else None,
+            "timestamp_ok": r.timestamp_ok, "level": r.level, "algorithm": r.algorithm,
+            "problems": list(r.problems)} for r in reports]
+        return {"format": "pdf", "valid": bool(reports) and all(r.ok for r in reports),
+                "signatures": signatures}
 
     def verify_cms(self, signature: bytes, content: bytes | None) -> dict[str, Any]:
         try:

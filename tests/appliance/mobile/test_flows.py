@@ -17,7 +17,9 @@ import pytest
 from PIL import Image
 from sqlalchemy import select, update
 
+import pdfsign
 from appliance.api.device_signing import sign_request
+from appliance.api.hmac_signing import sign_request as hmac_request
 from appliance.services.applications import decode_secret
 from appliance.services.webhooks import WebhookService
 from appliance.storage import Database, schema
@@ -31,8 +33,9 @@ from tests.appliance.ca.test_ca_service import Actor
 from tests.appliance.mobile.conftest import Hospital
 from tests.appliance.mobile.phone import ApiError, TestPhone
 from tests.appliance.test_webhooks import Receiver
+from tests.pdfsign.pdfs import minimal_pdf
 from tests.support import gmssl_oracle
-from tests.support.peers import run_tool
+from tests.support.peers import require_tool, run_tool
 from tests.support.pki import write_pem
 
 PRESCRIPTION = "处方 RX-2026-0001：阿莫西林胶囊 0.25g×24 粒，每次 0.5g，每日三次\n".encode()
@@ -501,3 +504,58 @@ def test_oversize_and_malformed_requests_change_nothing(hospital: Hospital,
     with database.engine.connect() as conn:
         assert conn.execute(select(schema.sign_requests.c.id)).first() is None
         assert conn.execute(select(schema.sign_tasks.c.id)).first() is None
+
+
+def test_pades_e_prescription_doctor_then_pharmacist(hospital: Hospital, tmp_path: Path) -> None:
+    """format pades: each signer's co-signature is an incremental PAdES signature over the PDF
+    as the previous signer left it; both validate to the root, qpdf finds nothing wrong."""
+    doctor = hospital.phone_for(hospital.doctor_id)
+    pharmacist = hospital.phone_for(hospital.pharmacist_id)
+    pdf = minimal_pdf("e-prescription RX-2026-0815")
+    request = _prescription(hospital, fmt="pades", documents=[
+        {"name": "rx-0815.pdf", "content": base64.b64encode(pdf).decode()}])
+    doctor.sign([doctor.tasks()[0]["id"]])
+    pharmacist.sign([pharmacist.tasks()[0]["id"]])
+    result = hospital.backend("GET", f"/api/v1/sign-requests/{request['id']}/result").json
+    signed = base64.b64decode(result["documents"][0]["signature"])
+    assert signed.startswith(pdf)  # incremental updates: the original bytes are untouched
+    authority = hospital.ca.active_authority("sm2")
+    reports = pdfsign.validate_pdf(signed, [authority.root])
+    assert [r.field for r in reports] == ["medsign-step-1", "medsign-step-2"]
+    assert all(r.ok for r in reports), reports
+    assert "张医生" in reports[0].signer and "李药师" in reports[1].signer
+    (tmp_path / "rx.pdf").write_bytes(signed)
+    checked = run_tool([require_tool("qpdf"), "--check", tmp_path / "rx.pdf"], check=False)
+    assert checked.returncode == 0, checked.stdout
+    with pytest.raises(ApiError) as not_pdf:
+        _prescription(hospital, fmt="pades", documents=[
+            {"name": "x.pdf", "content": base64.b64encode(b"not a pdf").decode()}])
+    assert not_pdf.value.status == 400
+
+
+def test_the_signed_pdf_verifies_through_the_api(hospital: Hospital, database: Database) -> None:
+    doctor = hospital.phone_for(hospital.doctor_id)
+    pdf = minimal_pdf("consent form 0042")
+    request = _prescription(hospital, fmt="pades", review=False, documents=[
+        {"name": "consent.pdf", "content": base64.b64encode(pdf).decode()}])
+    doctor.sign([doctor.tasks()[0]["id"]])
+    result = hospital.backend("GET", f"/api/v1/sign-requests/{request['id']}/result").json
+    signed = result["documents"][0]["signature"]
+    verifier, secret = hospital.site.apps.create(None, name="LIS", scopes="verify")
+    body = json.dumps({"format": "pdf", "signature": signed}).encode()
+    headers = {"Content-Type": "application/json",
+               **hmac_request("POST", "/api/v1/verify", key_id=verifier.key_id, secret=secret,
+                              body=body)}
+    answer = hospital.site.client.simulate_post("/api/v1/verify", body=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert answer.json["valid"] and answer.json["signatures"][0]["trusted"]
+    tampered = bytearray(base64.b64decode(signed))
+    tampered[pdf.index(b"0042")] ^= 1
+    body = json.dumps({"format": "pdf",
+                       "signature": base64.b64encode(bytes(tampered)).decode()}).encode()
+    headers = {"Content-Type": "application/json",
+               **hmac_request("POST", "/api/v1/verify", key_id=verifier.key_id, secret=secret,
+                              body=body)}
+    answer = hospital.site.client.simulate_post("/api/v1/verify", body=body, headers=headers)
+    assert answer.status_code == 200 and not answer.json["valid"]
+    assert not answer.json["signatures"][0]["intact"]
