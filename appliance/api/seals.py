@@ -41,7 +41,8 @@ _RESULT = {"type": "object", "additionalProperties": False,
            "required": ["id", "signature", "digest", "digest_algorithm"],
            "properties": {"id": {"type": "string"},
                           "signature": {"type": "string", "contentEncoding": "base64",
-                                        "description": "DER ContentInfo(SignedData)"},
+                                        "description": "DER ContentInfo(SignedData), or "
+                                                       "the sealed PDF (pades)"},
                           "digest": {"type": "string"},
                           "digest_algorithm": {"enum": ["sm3", "sha256"]}}}
 
@@ -92,7 +93,7 @@ class Seal:
         info, results = self._service.apply(
             actor, documents_from_json(body.get("documents")), seal_id=seal_id,
             detached=fmt == "cms-detached", flavour=optional_str(body, "flavour", 16)
-            or "rfc5652", timestamp=timestamp)
+            or "rfc5652", timestamp=timestamp, pades=fmt == "pades")
         resp.media = {"seal": info.to_json(), "results": [r.to_json() for r in results]}
 
 

@@ -21,11 +21,13 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import select
 
+import pdfsign
 from appliance.custody import KeyHolder
 from appliance.errors import Conflict, NotFound, ValidationFailed
 from appliance.services._time import utc_now as _now
@@ -41,7 +43,7 @@ C = schema.certificates
 SEAL_PROFILE = "organization-seal"
 MAX_DOCUMENTS = 100
 MAX_DOCUMENT_BYTES = 5 * 1024 * 1024
-FORMATS = ("cms-attached", "cms-detached")
+FORMATS = ("cms-attached", "cms-detached", "pades")
 FLAVOURS = ("rfc5652", "gmt0010")
 AuditHook = Callable[[str, str, str, str, dict[str, Any]], object]
 
@@ -115,7 +117,8 @@ class SealService:
 
     def apply(self, actor: Actor, documents: Sequence[Document], *, seal_id: int | None = None,
               detached: bool = True, flavour: str = "rfc5652",
-              timestamp: bool = False) -> tuple[CertificateInfo, list[SealedDocument]]:
+              timestamp: bool = False,
+              pades: bool = False) -> tuple[CertificateInfo, list[SealedDocument]]:
         """Seal every document; all or nothing (a bad document refuses the batch).
         ``timestamp``: add the appliance TSA's time stamp over each signature (RFC 3161
         signatureTimeStampToken), so the time of sealing is proven, not only claimed."""
@@ -132,11 +135,18 @@ class SealService:
         hash_algorithm = (HashAlgorithm.SM3 if certificate.public_key().key_type.value == "sm2"
                           else HashAlgorithm.SHA256)
         for document in documents:
-            _check(document, detached=detached, hash_algorithm=hash_algorithm)
+            _check(document, detached=detached and not pades, hash_algorithm=hash_algorithm,
+                   pdf=pades)
         key = self._keys.load(key_id)
         chain = self._chain(info)
         results = []
         for document in documents:
+            if pades:
+                assert document.content is not None
+                results.append(SealedDocument(
+                    document.id, self._seal_pdf(document, key, certificate, chain, timestamp),
+                    digest(hash_algorithm, document.content), hash_algorithm.value))
+                continue
             if document.content is not None:
                 signature = cms.sign(document.content, key, certificate, detached=detached,
                                      flavor=flavour, extra_certificates=chain)
@@ -151,8 +161,23 @@ class SealService:
                 signature = cms.add_signature_timestamp(
                     signature, self._tsa.token_for(cms.signature_value(signature)))
             results.append(SealedDocument(document.id, signature, value, hash_algorithm.value))
-        self._record(actor, info, results, detached=detached, flavour=flavour)
+        self._record(actor, info, results, detached=detached, flavour=flavour, pades=pades)
         return info, results
+
+    def _seal_pdf(self, document: Document, key: Any, certificate: Certificate,
+                  chain: Sequence[Certificate], timestamp: bool) -> bytes:
+        """A PAdES seal over a PDF (B-T with the appliance's TSA when ``timestamp``): an
+        incremental update in a field of its own, so earlier signatures stay valid."""
+        assert document.content is not None
+        tsa = self._tsa
+        try:
+            return pdfsign.sign_pdf(
+                document.content, key, certificate, chain=chain,
+                level=pdfsign.Level.B_T if timestamp else pdfsign.Level.B_B,
+                timestamper=tsa.stamp if timestamp and tsa else None,
+                field=f"medsign-seal-{uuid.uuid4().hex[:8]}", name=certificate.subject)
+        except pdfsign.PdfSignError as exc:
+            raise ValidationFailed(f"document {document.id!r}: {exc}") from None
 
     def _chain(self, info: CertificateInfo) -> list[Certificate]:
         """The CA certificates above a built-in CA's seal (external channels' chains are the
@@ -163,24 +188,32 @@ class SealService:
         return []
 
     def _record(self, actor: Actor, info: CertificateInfo, results: Sequence[SealedDocument], *,
-                detached: bool, flavour: str) -> None:
+                detached: bool, flavour: str, pades: bool) -> None:
         if self._audit is not None:
+            fmt = "pades" if pades else "cms-detached" if detached else "cms-attached"
             self._audit("signature", "seal.apply", actor_label(actor),
                         f"{info.channel}/{info.serial_hex}",
-                        {"certificate_id": info.id, "count": len(results),
-                         "format": "cms-detached" if detached else "cms-attached",
+                        {"certificate_id": info.id, "count": len(results), "format": fmt,
                          "flavour": flavour,
                          "documents": [{"id": r.id, "digest": r.digest.hex(),
                                         "digest_algorithm": r.digest_algorithm}
                                        for r in results]})
 
 
-def _check(document: Document, *, detached: bool, hash_algorithm: HashAlgorithm) -> None:
+def _check(document: Document, *, detached: bool, hash_algorithm: HashAlgorithm,
+           pdf: bool = False) -> None:
     where = f"document {document.id!r}"
     if (document.content is None) == (document.digest is None):
         raise ValidationFailed(f"{where}: give exactly one of content or digest")
     if document.content is not None and len(document.content) > MAX_DOCUMENT_BYTES:
         raise ValidationFailed(f"{where}: content over {MAX_DOCUMENT_BYTES} bytes")
+    if pdf:
+        if document.content is None:
+            raise ValidationFailed(f"{where}: a PDF seal needs the PDF itself")
+        try:
+            pdfsign.open_pdf(document.content)
+        except pdfsign.PdfSignError as exc:
+            raise ValidationFailed(f"{where}: not a readable, unencrypted PDF ({exc})") from None
     if document.digest is not None:
         if not detached:
             raise ValidationFailed(f"{where}: a digest can only be sealed as cms-detached")

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
+import pdfsign
 from appliance.api.hmac_signing import sign_request
 from appliance.custody import KeyHolder
 from appliance.errors import Conflict, NotFound, ValidationFailed
@@ -27,6 +28,7 @@ from signcore.hashes import HashAlgorithm, digest
 from tests.appliance.auth.conftest import Site
 from tests.appliance.ca.test_ca_service import Actor
 from tests.appliance.ca.test_channels import AuditRecorder
+from tests.pdfsign.pdfs import minimal_pdf
 from tests.support.peers import run_tool
 from tests.support.pki import write_pem
 
@@ -145,3 +147,24 @@ def test_over_http_with_the_seal_scope_and_openssl_verifies(site: Site, database
     out = run_tool([openssl_bin, "cms", "-verify", "-inform", "DER", "-in", sig_file,
                     "-CAfile", roots, "-purpose", "any"])
     assert out.stdout == PRESCRIPTION, out.stderr
+
+
+@pytest.mark.parametrize("algorithm", ["sm2", "rsa"])
+def test_pdfs_are_sealed_as_pades(database: Database, holder: KeyHolder, algorithm: str) -> None:
+    ca, channels, seals, audit = _setup(database, holder, algorithm)
+    channels.enroll_server_key(Actor(), profile="organization-seal", subject=SEAL,
+                               algorithm=algorithm)
+    pdfs = [minimal_pdf("discharge summary 0001"), minimal_pdf("lab report 0002", pages=2)]
+    _info, results = seals.apply(App(), [Document(f"pdf-{i}", p) for i, p in enumerate(pdfs)],
+                                 pades=True)
+    authority = ca.active_authority(algorithm)
+    for result, pdf in zip(results, pdfs, strict=True):
+        assert result.signature.startswith(pdf)  # an incremental update
+        (report,) = pdfsign.validate_pdf(result.signature, [authority.root])
+        assert report.ok and "测试医院电子印章" in report.signer, report
+    assert [e for e in audit.entries if e[1] == "seal.apply"][-1][4]["format"] == "pades"
+    with pytest.raises(ValidationFailed, match="PDF"):
+        seals.apply(App(), [Document("x", b"%PDF-1.7 not really")], pades=True)
+    with pytest.raises(ValidationFailed, match="PDF"):
+        seals.apply(App(), [Document("x", digest=b"\0" * 32, digest_algorithm="sm3")],
+                    pades=True)
