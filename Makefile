@@ -50,6 +50,7 @@ bench: bootstrap
 	$(BIN)/python bench/api.py  # then bench/audit.py
 	$(BIN)/python bench/ca.py
 	$(BIN)/python bench/flows.py
+	$(BIN)/python bench/pdf.py
 
 # Regenerate the lock file from pyproject.toml (run by a developer, then commit the result).
 lock:

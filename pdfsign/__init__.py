@@ -6,7 +6,17 @@ pdfsign imports signcore only.
 
 from __future__ import annotations
 
-from pdfsign.errors import EncryptedPdf, InvalidPdf, PdfSignError, SigningFailed, TimestampFailed
+from typing import Any
+
+from pdfsign.errors import (
+    EncryptedPdf,
+    FontNotFound,
+    InvalidPdf,
+    PdfSignError,
+    SigningFailed,
+    TemplateError,
+    TimestampFailed,
+)
 from pdfsign.sign import (
     MDP,
     Appearance,
@@ -25,14 +35,18 @@ __all__ = [
     "Appearance",
     "CallableTimeStamper",
     "EncryptedPdf",
+    "FontNotFound",
     "InvalidPdf",
     "Level",
     "PdfSignError",
     "PreparedPdf",
     "SignatureReport",
+    "SignatureSlot",
     "SigncoreSigner",
     "SigningFailed",
     "Slot",
+    "Template",
+    "TemplateError",
     "TimestampFailed",
     "make_timestamper",
     "open_pdf",
@@ -40,3 +54,13 @@ __all__ = [
     "sign_pdf",
     "validate_pdf",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``Template`` and ``SignatureSlot`` load fontTools and HarfBuzz: only when asked for,
+    so signing and validating processes stay small."""
+    if name in ("Template", "SignatureSlot"):
+        from pdfsign import templates  # noqa: PLC0415
+
+        return getattr(templates, name)
+    raise AttributeError(f"module 'pdfsign' has no attribute {name!r}")

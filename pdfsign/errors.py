@@ -4,9 +4,11 @@ from __future__ import annotations
 
 __all__ = [
     "EncryptedPdf",
+    "FontNotFound",
     "InvalidPdf",
     "PdfSignError",
     "SigningFailed",
+    "TemplateError",
     "TimestampFailed",
 ]
 
@@ -30,3 +32,19 @@ class SigningFailed(PdfSignError):
 
 class TimestampFailed(SigningFailed):
     """The time-stamping authority did not answer with a usable token (B-T)."""
+
+
+class TemplateError(PdfSignError, ValueError):
+    """A form template's layout spec is invalid, or values given to render it do not match its
+    fields (wrong type, missing, too long, bad date, not one of the options...).  The message
+    names the field."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        #: The field (or spec key) the error is about, when there is one.
+        self.field = field
+
+
+class FontNotFound(RuntimeError):
+    """No usable CJK font is installed: a deployment problem (a 5xx), not bad input, hence not
+    a :class:`PdfSignError`."""

@@ -16,6 +16,7 @@ fixed ``signature`` given: the two halves of a split-key signature (:mod:`pdfsig
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -151,9 +152,16 @@ class CallableTimeStamper(TimeStamper):
 
 
 def make_timestamper(source: TimestampSource) -> TimeStamper:
-    """A pyHanko TimeStamper for a URL, a callable or an existing TimeStamper."""
+    """A pyHanko TimeStamper for a URL, a callable or an existing TimeStamper.  The same
+    source gives the same TimeStamper: pyHanko keeps the dummy token it sizes the signature
+    container with per instance, so a fresh one per document would ask the TSA twice."""
     if isinstance(source, TimeStamper):
         return source
+    return _cached_timestamper(source)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_timestamper(source: str | Callable[[bytes], bytes]) -> TimeStamper:
     if isinstance(source, str):
         return RequestsHTTPTimeStamper(source, timeout=10)  # type: ignore[no-untyped-call]
     return CallableTimeStamper(source)
