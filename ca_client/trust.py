@@ -114,7 +114,6 @@ from cryptography.exceptions import UnsupportedAlgorithm as PycaUnsupportedAlgor
 from pyhanko_certvalidator.authority import AuthorityWithCert, CertTrustAnchor, TrustQualifiers
 from pyhanko_certvalidator.context import ValidationContext
 from pyhanko_certvalidator.errors import (
-    AlgorithmNotSupported,
     DisallowedAlgorithmError,
     ExpiredError,
     InsufficientRevinfoError,
@@ -139,9 +138,6 @@ from pyhanko_certvalidator.registry import CertificateRegistry, SimpleTrustManag
 from pyhanko_certvalidator.revinfo.archival import CRLContainer, OCSPContainer
 from pyhanko_certvalidator.revinfo.manager import RevinfoManager
 from pyhanko_certvalidator.sig_validate import (
-    DEFAULT_VALIDATION_CONTEXT,
-    DefaultSignatureValidator,
-    SignatureValidationContext,
     SignatureValidator,
 )
 from pyhanko_certvalidator.validate import async_validate_path, validate_usage
@@ -149,14 +145,8 @@ from pyhanko_certvalidator.validate import async_validate_path, validate_usage
 from ca_client._common import clean, exchange
 from ca_client.errors import ChannelUnavailable, PathInvalid
 from signcore import ocsp
-from signcore.algorithms import (
-    DEFAULT_SM2_ID,
-    OID_SM2_SIGN,
-    OID_SM2_WITH_SM3,
-    SignatureAlgorithm,
-)
+from signcore.certvalidator import SM2_SIGNATURE_VALIDATOR, SM2SignatureValidator
 from signcore.errors import SigncoreError
-from signcore.keys import SM2PublicKey, load_public_key
 from signcore.x509 import Certificate, load_certificates, load_crl, names_equal
 
 __all__ = [
@@ -189,7 +179,6 @@ MAX_PATHS = 4
 MAX_EXTRA_CERTIFICATES = 32
 #: URLs of each kind (OCSP, CRL) tried per certificate.
 MAX_URLS = 3
-_SM2_SIGNATURE_OIDS = frozenset({OID_SM2_WITH_SM3, OID_SM2_SIGN})
 _USER_AGENT = "medsign-ca-client"
 
 Clock = Callable[[], dt.datetime]
@@ -309,49 +298,8 @@ class TrustStore:
 # SM2 signatures for pyhanko-certvalidator
 
 
-class SM2SignatureValidator(DefaultSignatureValidator):
-    """Verifies SM2-with-SM3 signatures (certificates, CRLs, OCSP responses) through signcore
-    with ``signer_id`` (default: the GM/T 0009 ID); every other algorithm goes to pyhanko's
-    default validator.  Raises ``cryptography.exceptions.InvalidSignature`` (what pyhanko
-    catches) for a signature that does not verify."""
-
-    def __init__(self, signer_id: bytes = DEFAULT_SM2_ID) -> None:
-        self.signer_id = bytes(signer_id)
-
-    def validate_signature(
-        self,
-        signature: bytes,
-        signed_data: bytes,
-        public_key_info: Any,
-        signature_algorithm: Any,
-        context: SignatureValidationContext = DEFAULT_VALIDATION_CONTEXT,
-    ) -> None:
-        if signature_algorithm["algorithm"].dotted not in _SM2_SIGNATURE_OIDS:
-            try:
-                super().validate_signature(signature, signed_data, public_key_info,
-                                           signature_algorithm, context)
-            except (PycaUnsupportedAlgorithm, ValueError, TypeError) as exc:
-                # An SM2 key under a non-SM2 algorithm, an unknown curve, garbage: pyca raises
-                # these, pyhanko only expects InvalidSignature.
-                raise AlgorithmNotSupported(f"cannot verify: {exc}") from exc
-            return
-        if context.prehashed:
-            raise AlgorithmNotSupported("SM2 signatures over a pre-hashed payload cannot be "
-                                        "verified (Z depends on the key)")
-        try:
-            key = load_public_key(public_key_info.dump())
-        except (SigncoreError, ValueError) as exc:
-            raise PycaInvalidSignature(f"unusable public key: {exc}") from exc
-        if not isinstance(key, SM2PublicKey):
-            raise PycaInvalidSignature("an SM2 signature needs an SM2 public key")
-        try:
-            key.verify(bytes(signature), bytes(signed_data), SignatureAlgorithm.SM2_SM3,
-                       signer_id=self.signer_id)
-        except (SigncoreError, ValueError) as exc:
-            raise PycaInvalidSignature(str(exc)) from exc
-
-
-SM2_SIGNATURE_VALIDATOR = SM2SignatureValidator()
+# SM2SignatureValidator and SM2_SIGNATURE_VALIDATOR live in signcore.certvalidator (pdfsign
+# needs the same one); they are re-exported here.
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,9 +25,9 @@ from pyhanko.sign.validation.errors import SignatureValidationError
 from pyhanko.sign.validation.status import PdfSignatureStatus
 from pyhanko_certvalidator import ValidationContext
 
-from pdfsign._gm import SM2_SIGNATURE_VALIDATOR
 from pdfsign.errors import InvalidPdf
 from pdfsign.sign import open_pdf
+from signcore.certvalidator import SM2_SIGNATURE_VALIDATOR
 from signcore.x509 import Certificate, format_name
 
 __all__ = ["SignatureReport", "validate_pdf"]

@@ -18,7 +18,6 @@ instead of a shared secret; the server keeps the device's public key.  Checks ar
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 import secrets
 import time
@@ -31,7 +30,6 @@ from signcore.sm2 import SM2PrivateKey, SM2PublicKey
 
 SCHEME = "MEDSIGN-DEVICE-SM2"
 DEVICE_ID = re.compile(r"dv_[A-Za-z0-9_-]{1,40}")
-_PARAM = re.compile(r'\s*([A-Za-z]+)\s*=\s*"?([^",\s]*)"?\s*')
 
 
 def string_to_sign(*, method: str, decoded_path: str, query: str, body: bytes,
@@ -63,18 +61,8 @@ def is_device_signed(authorization: str | None) -> bool:
 def parse_authorization(header: str) -> tuple[str, bytes]:
     """(device id, signature) of a MEDSIGN-DEVICE-SM2 Authorization header."""
     _, _, rest = header.strip().partition(" ")
-    params: dict[str, str] = {}
-    for part in rest.split(","):
-        match = _PARAM.fullmatch(part)
-        if match is None or match.group(1) in params:
-            raise AuthMalformed("Authorization 请求头格式错误")
-        params[match.group(1)] = match.group(2)
-    if set(params) != {"deviceId", "signature"} or not DEVICE_ID.fullmatch(params["deviceId"]):
-        raise AuthMalformed("Authorization 请求头须包含 deviceId 和 signature")
-    try:
-        signature = base64.b64decode(params["signature"], validate=True)
-    except (binascii.Error, ValueError):
-        raise AuthMalformed("signature 不是有效的 base64") from None
+    params = hmac_signing.parse_params(rest, id_name="deviceId", id_pattern=DEVICE_ID)
+    signature = hmac_signing.decode_signature(params["signature"])
     if not 8 <= len(signature) <= 80:
         raise AuthMalformed("signature 长度不对")
     return params["deviceId"], signature

@@ -149,19 +149,29 @@ def parse_authorization(header: str) -> tuple[Algorithm, str, bytes]:
     except ValueError:
         raise AuthMalformed("未知的签名算法，请使用 MEDSIGN-HMAC-SM3 或 MEDSIGN-HMAC-SHA256"
                             ) from None
+    params = parse_params(rest, id_name="keyId", id_pattern=KEY_ID)
+    return algorithm, params["keyId"], decode_signature(params["signature"])
+
+
+def parse_params(rest: str, *, id_name: str, id_pattern: re.Pattern[str]) -> dict[str, str]:
+    """The ``name=value, signature=...`` parameters after an Authorization scheme: exactly
+    ``id_name`` (matching ``id_pattern``) and ``signature``, each once."""
     params: dict[str, str] = {}
     for part in rest.split(","):
         match = _PARAM.fullmatch(part)
         if match is None or match.group(1) in params:
             raise AuthMalformed("Authorization 请求头格式错误")
         params[match.group(1)] = match.group(2)
-    if set(params) != {"keyId", "signature"} or not KEY_ID.fullmatch(params["keyId"]):
-        raise AuthMalformed("Authorization 请求头须包含 keyId 和 signature")
+    if set(params) != {id_name, "signature"} or not id_pattern.fullmatch(params[id_name]):
+        raise AuthMalformed(f"Authorization 请求头须包含 {id_name} 和 signature")
+    return params
+
+
+def decode_signature(text: str) -> bytes:
     try:
-        signature = base64.b64decode(params["signature"], validate=True)
+        return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise AuthMalformed("signature 不是有效的 base64") from None
-    return algorithm, params["keyId"], signature
 
 
 def check_timestamp(value: str | None, max_skew: int, now: float | None = None) -> str:
