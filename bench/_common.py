@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 #: The directory of the benchmarks, exactly as Python put it first on sys.path for a script
@@ -100,3 +101,31 @@ def parse_single_core(parser: argparse.ArgumentParser,
     if args.seconds <= 0 or args.rounds < 1:
         parser.error("--seconds must be positive and --rounds at least 1")
     return args
+
+
+@dataclass
+class Bench:
+    """One operation to time, compared with ``baseline`` (None: it is a baseline)."""
+
+    name: str
+    op: Op
+    baseline: str | None = None
+
+
+def measure(benches: Sequence[Bench], *, rounds: int, seconds: float, clock: Clock,
+            verbose: bool) -> list[Row]:
+    """Alternate over every operation ``rounds`` times; keep the best round of each."""
+    runs: dict[str, list[float]] = {b.name: [] for b in benches}
+    for round_number in range(1, rounds + 1):
+        for bench in benches:
+            rate = ops_per_second(bench.op, seconds, clock)
+            runs[bench.name].append(rate)
+            if verbose:
+                print(f"round {round_number}: {bench.name}: {rate:,.1f}/s", file=sys.stderr)
+    return [Row(b.name, max(runs[b.name]), b.baseline, runs[b.name]) for b in benches]
+
+
+def ratio(row: Row, rows: Sequence[Row]) -> float | None:
+    """Operations per second of ``row`` over those of its baseline row (None: no baseline)."""
+    base = next((r for r in rows if r.operation == row.baseline), None)
+    return row.per_second / base.per_second if base else None

@@ -42,13 +42,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 from _common import (
+    Bench,
     BenchError,
-    Clock,
-    Op,
     Row,
-    ops_per_second,
+    measure,
     parse_single_core,
     pin_to_cpu,
+    ratio,
     single_core_arguments,
 )
 
@@ -67,13 +67,6 @@ LEAF_KEYS = {"sm2": "sm2", "rsa": "rsa2048"}
 LABELS = {"sm2": "SM2", "rsa": "RSA-3072"}
 
 
-@dataclass
-class Bench:
-    """One operation to time, compared with ``baseline`` (None: it is a baseline)."""
-
-    name: str
-    op: Op
-    baseline: str | None = None
 
 
 @dataclass
@@ -152,25 +145,6 @@ def check_ocsp(der: bytes, ca: BuiltinCa, cert_id: ocsp.CertId, nonce: bytes | N
 
 
 # --- the run ------------------------------------------------------------------------------------
-
-
-def measure(benches: Sequence[Bench], *, rounds: int, seconds: float, clock: Clock,
-            verbose: bool) -> list[Row]:
-    """Alternate over every operation ``rounds`` times; keep the best round of each."""
-    runs: dict[str, list[float]] = {b.name: [] for b in benches}
-    for round_number in range(1, rounds + 1):
-        for bench in benches:
-            rate = ops_per_second(bench.op, seconds, clock)
-            runs[bench.name].append(rate)
-            if verbose:
-                print(f"round {round_number}: {bench.name}: {rate:,.1f}/s", file=sys.stderr)
-    return [Row(b.name, max(runs[b.name]), b.baseline, runs[b.name]) for b in benches]
-
-
-def ratio(row: Row, rows: Sequence[Row]) -> float | None:
-    """Operations per second of ``row`` over the raw signatures per second of its CA key."""
-    base = next((r for r in rows if r.operation == row.baseline), None)
-    return row.per_second / base.per_second if base else None
 
 
 def versions() -> dict[str, str]:

@@ -49,13 +49,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from _common import (
+    Bench,
     BenchError,
-    Clock,
-    Op,
     Row,
-    ops_per_second,
+    measure,
     parse_single_core,
     pin_to_cpu,
+    ratio,
     single_core_arguments,
 )
 
@@ -224,12 +224,9 @@ def renderer() -> tuple[Callable[[], bytes] | None, str, str]:
 
 
 @dataclass
-class Bench:
-    """One operation to time, compared with ``baseline`` (None: it is a baseline)."""
+class PdfBench(Bench):
+    """A PDF operation to time."""
 
-    name: str
-    op: Op
-    baseline: str | None = None
     goal: bool = False  # the issue's absolute goal applies (documents per second per core)
 
 
@@ -251,7 +248,7 @@ def check(signed: bytes, pki: Pki, level: Level, what: str) -> None:
 
 def pdf_benches(key_type: str, document: bytes, sizes: dict[str, int],
                 render: Callable[[], bytes] | None = None,
-                field: str = "Signature1") -> list[Bench]:
+                field: str = "Signature1") -> list[PdfBench]:
     """Raw sign, sign at B-B and at B-T for one key type, each checked once before timing."""
     pki = build_pki(key_type)
     tsa = in_process_tsa(pki)
@@ -274,9 +271,9 @@ def pdf_benches(key_type: str, document: bytes, sizes: dict[str, int],
     raw = raw_name(key_type)
     key = pki.key
     benches = [
-        Bench(raw, lambda: key.sign(signed_attributes)),
-        Bench(f"{label} sign one-page PDF, B-B", sign_bb, baseline=raw),
-        Bench(f"{label} sign one-page PDF, B-T", sign_bt, baseline=raw, goal=render is None),
+        PdfBench(raw, lambda: key.sign(signed_attributes)),
+        PdfBench(f"{label} sign one-page PDF, B-B", sign_bb, baseline=raw),
+        PdfBench(f"{label} sign one-page PDF, B-T", sign_bt, baseline=raw, goal=render is None),
     ]
     if render is not None:
         make = render
@@ -288,27 +285,9 @@ def pdf_benches(key_type: str, document: bytes, sizes: dict[str, int],
         signed = render_sign_bt()
         check(signed, pki, Level.B_T, f"a rendered {label} B-T signature")
         sizes[f"{label} rendered B-T signed PDF bytes"] = len(signed)
-        benches.append(Bench(f"{label} render + sign e-prescription, B-T", render_sign_bt,
+        benches.append(PdfBench(f"{label} render + sign e-prescription, B-T", render_sign_bt,
                              baseline=raw, goal=True))
     return benches
-
-
-def measure(benches: Sequence[Bench], *, rounds: int, seconds: float, clock: Clock,
-            verbose: bool) -> list[Row]:
-    """Alternate over every operation ``rounds`` times; keep the best round of each."""
-    runs: dict[str, list[float]] = {b.name: [] for b in benches}
-    for round_number in range(1, rounds + 1):
-        for bench in benches:
-            rate = ops_per_second(bench.op, seconds, clock)
-            runs[bench.name].append(rate)
-            if verbose:
-                print(f"round {round_number}: {bench.name}: {rate:,.1f}/s", file=sys.stderr)
-    return [Row(b.name, max(runs[b.name]), b.baseline, runs[b.name]) for b in benches]
-
-
-def ratio(row: Row, rows: Sequence[Row]) -> float | None:
-    base = next((r for r in rows if r.operation == row.baseline), None)
-    return row.per_second / base.per_second if base else None
 
 
 # --- memory: children ----------------------------------------------------------------------------
@@ -416,7 +395,7 @@ def versions() -> dict[str, str]:
     }
 
 
-def goal_lines(rows: Sequence[Row], benches: Sequence[Bench]) -> list[str]:
+def goal_lines(rows: Sequence[Row], benches: Sequence[PdfBench]) -> list[str]:
     goals = {b.name for b in benches if b.goal}
     return [f"goal {row.operation}: {row.per_second:.1f} documents/s per core "
             f"(>= {GOAL_DOCS_PER_SECOND:g}): "
@@ -441,7 +420,7 @@ def memory_lines(memory: Memory | None) -> list[str]:
     ]
 
 
-def render(rows: Sequence[Row], benches: Sequence[Bench], info: RunInfo,
+def render(rows: Sequence[Row], benches: Sequence[PdfBench], info: RunInfo,
            memory: Memory | None) -> str:
     lines = [f"medsign PDF signing benchmark: CPU {info.cpu} only, {info.seconds:g} s per "
              f"measurement, best of {info.rounds} alternating rounds, {info.clock} time",
@@ -498,7 +477,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    for b in pdf_benches(key_type, document, sizes, render_op, field)]
         if render_op is not None:
             sizes["rendered e-prescription bytes"] = len(render_op())
-            benches.append(Bench("render e-prescription (no signing)", render_op))
+            benches.append(PdfBench("render e-prescription (no signing)", render_op))
         info = RunInfo(cpu, args.seconds, args.rounds,
                        "elapsed" if args.elapsed else "CPU (user+system)", scope, versions(),
                        sizes)
