@@ -51,6 +51,8 @@ bench: bootstrap
 	$(BIN)/python bench/ca.py
 	$(BIN)/python bench/flows.py
 	$(BIN)/python bench/pdf.py
+	$(BIN)/python bench/appearance.py  # issue 7: visible signatures against invisible ones
+	$(BIN)/python bench/evidence.py  # issue 8: evidence reports over 1,000,000 entries
 
 # Regenerate the lock file from pyproject.toml (run by a developer, then commit the result).
 lock:

@@ -24,8 +24,12 @@ this machine's own clock (the check is cached 15 s per worker, so it costs nothi
    ``falcon.testing.TestClient`` by the same phone code in this process, one thread on one
    pinned CPU; the CPU time spent inside the app per co-signature, the phone's math timed apart.
    Also shown: the same in-process loop in elapsed time (its waits for the disk included),
-   keysplit's protocol alone (bench/keysplit.py's full co-signature with PIN), and one phone
-   alone over HTTP (the latency of a co-signature without queueing behind 49 others).
+   keysplit's protocol alone (bench/keysplit.py's full co-signature with PIN), one phone
+   alone over HTTP (the latency of a co-signature without queueing behind 49 others), and the
+   50 phones at a human pace: each doctor waits an exponential think time before the next
+   signature, (a) so that together they offer half the closed loop's rate, and (b) at a busy
+   clinic's pace, one signature every 10 s per doctor on average (5/s for 50 doctors; real
+   outpatient rates are one every minute or two), a load that does not grow with the machine.
 2. **Seals.**  POST /api/v1/seal with batches of documents (cms-detached); seal signatures per
    second next to the raw SM2 signature rate (``SM2PrivateKey.sign``) on one pinned CPU, and
    ``SealService.apply`` in process.
@@ -39,8 +43,9 @@ client (or another program) took the CPUs the server needed.  Rounds
 alternate (reference, HTTP, reference, HTTP, ...) and the best round of each is kept.
 
 Goals: co-signatures over HTTP >= 0.3 x the appliance in process (server side); seal
-signatures over HTTP >= 0.5 x raw SM2 signs.  The co-signature p99 latency (all phones busy, and
-one phone alone) is compared with 100 ms, an absolute figure, informational only.  Exit code
+signatures over HTTP >= 0.5 x raw SM2 signs.  The co-signature p99 latency is compared with
+100 ms, an absolute figure: the issue names no load, and a closed loop's latency is only
+phones / rate (Little's law), so each load above is printed with its p99.  Exit code
 0 whatever the figures; 2 when the run itself fails (the server does not start, a request is
 refused, a signature or a time stamp does not verify).  The server is started without bench/
 on its path: bench/keysplit.py would shadow the keysplit package there.
@@ -816,6 +821,12 @@ HTTP_COSIGN = "co-sign over HTTP"
 HTTP_LONE = "co-sign over HTTP, one phone alone"
 HTTP_PACED = "co-sign over HTTP, the phones at half capacity"
 PACED_LOAD = 0.5  # of the closed loop's rate: doctors confirm at a human pace
+HTTP_CLINIC = "co-sign over HTTP, the doctors at a busy clinic's pace"
+# Seconds between two signatures of one doctor, on average: a heavy clinic.  An outpatient
+# doctor sees a patient every few minutes and signs two or three documents per patient; one
+# signature every 10 s per doctor is well above that, and the offered rate (phones / 10 per
+# second) does not scale with the machine, as a hospital's load does not.
+CLINIC_THINK_SECONDS = 10.0
 REF_SM2 = "seal: raw SM2 sign"
 REF_SEAL = "seal: SealService.apply in process"
 HTTP_SEAL = "seal over HTTP"
@@ -925,6 +936,7 @@ def cosign_round(stage: Stage, record: Recorder) -> None:
     stage.expected = window.per_second
     record.keep(HTTP_COSIGN, window.per_second, window)
     record.keep(HTTP_PACED, *paced_round(stage, window.per_second * PACED_LOAD))
+    record.keep(HTTP_CLINIC, *paced_round(stage, len(phones) / CLINIC_THINK_SECONDS))
     alone = lone_phone(stage, args.seconds / 4)
     record.keep(HTTP_LONE, alone.per_second, alone)
 
@@ -1055,7 +1067,7 @@ def measure(args: argparse.Namespace, work: Path) -> Results:
         ntp.close()
     rows = [record.row(REF_COSIGN), record.row(REF_ELAPSED),
             record.row(REF_PROTOCOL), record.row(HTTP_COSIGN, REF_COSIGN),
-            record.row(HTTP_PACED), record.row(HTTP_LONE, REF_ELAPSED),
+            record.row(HTTP_PACED), record.row(HTTP_CLINIC), record.row(HTTP_LONE, REF_ELAPSED),
             record.row(REF_SM2), record.row(REF_SEAL, REF_SM2), record.row(HTTP_SEAL, REF_SM2),
             record.row(REF_TSA), record.row(HTTP_TSA, REF_TSA)]
     if record.extra["created"]:
@@ -1118,9 +1130,11 @@ def goal_lines(rows: Sequence[Row]) -> list[str]:
         value = ratio(row, rows) or 0.0
         lines.append(f"goal {what} >= {goal}: {value:.3f} "
                      f"{'PASS' if value >= goal else 'BELOW GOAL'}")
-    paced = by_name[HTTP_PACED]
+    paced, clinic = by_name[HTTP_PACED], by_name[HTTP_CLINIC]
     for row, what in ((cosign, "closed loop, all phones busy"),
                       (paced, f"{paced.name.split(', ', 1)[1]}"),
+                      (clinic, f"{clinic.name.split(', ', 1)[1]} "
+                               f"({clinic.per_second:.1f} co-signatures/s)"),
                       (lone, "one phone alone")):
         assert row.p99_ms is not None
         lines.append(f"co-signature latency p99 < {P99_LIMIT_MS:g} ms (absolute, "

@@ -25,3 +25,7 @@ class MalformedCheckpoint(EvidenceError, ValueError):
 
 class CheckpointSignatureError(EvidenceError):
     """A checkpoint carries no valid signature by the expected key."""
+
+
+class MalformedReport(EvidenceError, ValueError):
+    """An evidence report whose facts (embedded JSON) or PDF structure cannot be read."""

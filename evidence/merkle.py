@@ -30,7 +30,7 @@ import dataclasses
 import hashlib
 import hmac
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from evidence.errors import EvidenceError, InvalidProof, TreeRangeError
@@ -203,6 +203,20 @@ class MerkleTree:
                 start, m, whole = start + k, m - k, False
         head = [] if whole else [self._subtree(start, stop)]
         return head + tail[::-1]
+
+    def known_subtrees(self) -> dict[tuple[int, int], bytes]:
+        """The memoized complete subtrees ``(start, stop) -> hash`` (for a persistent cache:
+        in an append-only log they never change)."""
+        return dict(self._memo)
+
+    def remember(self, subtrees: Mapping[tuple[int, int], bytes]) -> None:
+        """Seed the memo with complete subtrees computed earlier (e.g. stored tiles).  Only
+        aligned, complete subtrees of a chunk or more are taken; a wrong value gives proofs
+        that fail against a signed root, never a proof that passes wrongly."""
+        for (start, stop), value in subtrees.items():
+            if stop - start >= self._chunk and _is_perfect(start, stop) \
+                    and len(value) == self.hasher.digest_size:
+                self._memo[(start, stop)] = value
 
     # --- internals ------------------------------------------------------------------------------
 

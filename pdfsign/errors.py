@@ -5,11 +5,13 @@ from __future__ import annotations
 __all__ = [
     "EncryptedPdf",
     "FontNotFound",
+    "InvalidAppearance",
     "InvalidPdf",
     "PdfSignError",
     "SigningFailed",
     "TemplateError",
     "TimestampFailed",
+    "ValidationDataMissing",
 ]
 
 
@@ -19,6 +21,11 @@ class PdfSignError(Exception):
 
 class InvalidPdf(PdfSignError, ValueError):
     """The input is not a PDF pdfsign can read (not a PDF at all, truncated, corrupt xref...)."""
+
+
+class InvalidAppearance(PdfSignError, ValueError):
+    """A signature appearance cannot be drawn: an image that is not a readable PNG/JPEG or is
+    too big, handwriting strokes out of range, too many or too long text lines."""
 
 
 class EncryptedPdf(InvalidPdf):
@@ -32,6 +39,12 @@ class SigningFailed(PdfSignError):
 
 class TimestampFailed(SigningFailed):
     """The time-stamping authority did not answer with a usable token (B-T)."""
+
+
+class ValidationDataMissing(SigningFailed):
+    """B-LT/B-LTA: a certificate of the signer's or a TSA's chain has no usable revocation
+    data (or is revoked, or the chain does not reach the trust roots), so the document cannot
+    be made long-term verifiable.  The message names the certificate."""
 
 
 class TemplateError(PdfSignError, ValueError):

@@ -7,7 +7,7 @@ RFC 3161 TSA.  Options:
 
 - ``field``: the signature field; an existing empty field of that name is used (a signature
   slot of the template), otherwise an invisible one, or a visible one with ``appearance``
-  (a rectangle with text; seal images and handwriting come later), is created.
+  (text, a seal image or handwriting: :mod:`pdfsign.appearance`), is created.
 - ``certify``: the first signature may certify the document (DocMDP) with a permission level:
   ``NO_CHANGES`` (1), ``FILL_FORMS`` (2: later signatures in fields and form filling allowed),
   ``ANNOTATE`` (3).
@@ -45,9 +45,11 @@ from pyhanko.sign.signers.pdf_byterange import PreparedByteRangeDigest
 from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
 from pyhanko.sign.signers.pdf_signer import PdfSignatureMetadata, PdfSigner, PdfTBSDocument
 from pyhanko.sign.timestamps.common_utils import TimestampRequestError
-from pyhanko.stamp import TextStampStyle
 
+# Appearances (seal images, handwriting, CJK lines; strokes digest): pdfsign/appearance.py
+from pdfsign.appearance import Appearance, bind_signed_attributes, stamp_style
 from pdfsign.errors import EncryptedPdf, InvalidPdf, SigningFailed, TimestampFailed
+from pdfsign.ltv import ValidationData, extend_pdf
 from pdfsign.signer import (
     SigncoreSigner,
     TimestampSource,
@@ -82,6 +84,13 @@ TIMESTAMP_ROOM = 12 * 1024
 class Level(enum.Enum):
     B_B = "B-B"
     B_T = "B-T"
+    # B-LT / B-LTA (pdfsign/ltv.py): B-T, then the DSS (and a document timestamp).
+    B_LT = "B-LT"
+    B_LTA = "B-LTA"
+
+    @property
+    def timestamped(self) -> bool:
+        return self is not Level.B_B
 
 
 class MDP(enum.Enum):
@@ -97,17 +106,6 @@ class MDP(enum.Enum):
 
 
 Lock = Literal["all"] | Sequence[str]
-
-
-@dataclass(frozen=True)
-class Appearance:
-    """A visible signature: a rectangle (PDF user-space points, ``x1, y1, x2, y2``) on page
-    ``page`` (0-based) with ``text``; ``%(signer)s`` and ``%(ts)s`` are filled in by pyHanko
-    (the signer's name and the signing time).  Latin text only for now (no CJK font yet)."""
-
-    box: tuple[int, int, int, int]
-    page: int = 0
-    text: str = "Signed by: %(signer)s\nTime: %(ts)s"
 
 
 @dataclass(frozen=True)
@@ -197,15 +195,23 @@ def _pdf_signer(
         subfilter=pdf_fields.SigSeedSubFilter.PADES, certify=certify is not None,
         docmdp_permissions=(certify or MDP.FILL_FORMS).pyhanko,
         reason=reason, location=location, name=name)
-    style = TextStampStyle(stamp_text=appearance.text) if appearance else None
+    style = stamp_style(appearance) if appearance else None
+    bind_signed_attributes(pyhanko_signer, appearance)
     return PdfSigner(meta, signer=pyhanko_signer,
                      timestamper=make_timestamper(timestamper) if timestamper else None,
                      stamp_style=style, new_field_spec=new_field)
 
 
+def _reserved_bytes(certificates: Sequence[Certificate], level: Level) -> int:
+    """Room for the CMS in /Contents (hex, so twice the DER): the embedded certificates, 2 KiB
+    for the SignerInfo with its signed attributes and signature, and a timestamp token."""
+    return 2 * (sum(len(c.der) for c in certificates) + 2048
+                + (TIMESTAMP_ROOM if level.timestamped else 0))
+
+
 def _check_level(level: Level, timestamper: TimestampSource | None) -> None:
-    if level is Level.B_T and timestamper is None:
-        raise ValueError("B-T needs a timestamper (a TSA URL or callable)")
+    if level.timestamped and timestamper is None:
+        raise ValueError(f"{level.value} needs a timestamper (a TSA URL or callable)")
     if level is Level.B_B and timestamper is not None:
         raise ValueError("B-B takes no timestamper (use level=Level.B_T)")
 
@@ -227,13 +233,18 @@ def sign_pdf(
     location: str | None = None,
     name: str | None = None,
     signer_id: bytes = DEFAULT_SM2_ID,
+    validation: ValidationData | None = None,
 ) -> bytes:
     """Sign ``data`` (a PDF) with a key at hand; return the signed PDF (an incremental update).
 
-    ``chain``: CA certificates to embed (issuing CA first).  Raises :class:`InvalidPdf`,
-    :class:`EncryptedPdf`, :class:`SigningFailed` or :class:`TimestampFailed`.
+    ``chain``: CA certificates to embed (issuing CA first).  B-LT and B-LTA need
+    ``validation`` (trust roots and the revocation source, :class:`pdfsign.ltv.ValidationData`).
+    Raises :class:`InvalidPdf`, :class:`EncryptedPdf`, :class:`SigningFailed` (B-LT:
+    :class:`ValidationDataMissing`) or :class:`TimestampFailed`.
     """
     _check_level(level, timestamper)
+    if level in (Level.B_LT, Level.B_LTA) and validation is None:
+        raise ValueError(f"{level.value} needs validation data (trust roots, revocation source)")
     if key.public_key() != certificate.public_key():
         raise SigningFailed("the signing key does not match the signer certificate")
     writer = _writer(data)
@@ -243,12 +254,19 @@ def sign_pdf(
                          certify=certify, lock=lock, reason=reason, location=location,
                          name=name, timestamper=timestamper)
     try:
-        output = asyncio.run(signer.async_sign_pdf(writer))
+        # A computed reservation: without one, pyHanko sizes /Contents by building and
+        # serializing a whole dummy signature first, a third of the time a signature takes.
+        output = asyncio.run(signer.async_sign_pdf(
+            writer, bytes_reserved=_reserved_bytes((certificate, *chain), level)))
     except TimestampRequestError as exc:
         raise TimestampFailed(f"time-stamping failed: {exc}") from exc
     except (SigningError, PdfError, SigncoreError) as exc:
         raise SigningFailed(f"signing failed: {exc}") from exc
     assert isinstance(output, io.BytesIO)
+    if level in (Level.B_LT, Level.B_LTA):
+        assert validation is not None
+        return extend_pdf(output.getvalue(), level, validation=validation,
+                          timestamper=timestamper)
     return output.getvalue()
 
 
@@ -398,9 +416,7 @@ def prepare_pdf(
                          certify=certify, lock=lock, reason=reason, location=location,
                          name=name, timestamper=None)
     md = digest_name(placeholder.algorithm)
-    certs = (certificate, *chain)
-    reserve = 2 * (sum(len(c.der) for c in certs) + 2048
-                   + (TIMESTAMP_ROOM if level is Level.B_T else 0))
+    reserve = _reserved_bytes((certificate, *chain), level)
 
     async def run() -> tuple[PreparedByteRangeDigest, bytes, bytes]:
         prepared, _tbs, output = await signer.async_digest_doc_for_signing(
@@ -420,4 +436,4 @@ def prepare_pdf(
         reserved_start=prepared.reserved_region_start,
         reserved_end=prepared.reserved_region_end, signed_attributes=attrs,
         certificate=certificate.der, chain=tuple(c.der for c in chain),
-        signer_id=bytes(signer_id), timestamp_room=level is Level.B_T)
+        signer_id=bytes(signer_id), timestamp_room=level.timestamped)

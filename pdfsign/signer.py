@@ -94,7 +94,10 @@ class SigncoreSigner(PyHankoSigner):
     ) -> None:
         self.algorithm = algorithm_for(certificate)
         store = SimpleCertificateStore()  # type: ignore[no-untyped-call]
-        store.register_multiple([certificate.asn1, *(c.asn1 for c in chain if c != certificate)])
+        # The chain only: pyHanko adds the signing certificate itself, and its set of
+        # certificates does not deduplicate equal asn1crypto objects (the signer certificate
+        # would be in the CMS twice, which endesive refuses).
+        store.register_multiple([c.asn1 for c in chain if c != certificate])
         super().__init__(signing_cert=certificate.asn1, cert_registry=store,
                          signature_mechanism=_mechanism(self.algorithm), embed_roots=True)
         self.certificate = certificate

@@ -346,7 +346,8 @@ class Sign:
         if not isinstance(auto, bool):
             raise ValidationFailed("auto_sign must be true or false")
         resp.status = falcon.HTTP_201
-        resp.media = self._requests.start_signing(_device(req), tasks, auto_sign=auto)
+        resp.media = self._requests.start_signing(_device(req), tasks, auto_sign=auto,
+                                                  ip=req.remote_addr)
 
 
 class AutoSign:

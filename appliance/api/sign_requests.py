@@ -64,6 +64,11 @@ class SignRequests:
                 "title": {"type": "string", "maxLength": 200},
                 "format": {"enum": list(FORMATS), "default": "cms-detached"},
                 "flavour": {"enum": list(FLAVOURS), "default": "rfc5652"},
+                "level": {"enum": ["B-B", "B-T", "B-LT", "B-LTA"], "default": "B-B",
+                          "description": "format pades only: the PAdES baseline level of "
+                                         "every signature (B-T and above: the appliance's "
+                                         "TSA; B-LT: validation data in the DSS; B-LTA: "
+                                         "then a document time stamp)"},
                 "documents": {"type": "array", "minItems": 1, "maxItems": MAX_DOCUMENTS,
                               "items": _DOCUMENT},
                 "signers": {"type": "array", "minItems": 1, "maxItems": MAX_STEPS, "items": {
@@ -84,8 +89,8 @@ class SignRequests:
         self._service = service
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = json_body(req, allowed={"title", "format", "flavour", "documents", "signers",
-                                       "expires_in", "callback_url"},
+        body = json_body(req, allowed={"title", "format", "flavour", "level", "documents",
+                                       "signers", "expires_in", "callback_url"},
                          required={"documents", "signers"})
         answer, created = self._service.create(req.context.principal, body,
                                                req.get_header("Idempotency-Key"))

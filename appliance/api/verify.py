@@ -57,15 +57,47 @@ RESULT = {"type": "object", "required": ["format", "valid", "signers"],
           "additionalProperties": False}
 
 
+_TIME = {"type": ["string", "null"], "format": "date-time"}
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+PDF_SIGNATURE = {
+    "type": "object", "additionalProperties": False,
+    "required": ["field", "signer", "ok", "intact", "valid", "trusted", "coverage",
+                 "modification_level", "modifications_allowed", "signing_time", "timestamp",
+                 "timestamp_ok", "level", "algorithm", "revocation", "archive_timestamp",
+                 "problems"],
+    "properties": {
+        "field": {"type": "string"}, "signer": {"type": "string"}, "ok": {"type": "boolean"},
+        "intact": {"type": "boolean"}, "valid": {"type": "boolean"},
+        "trusted": {"type": "boolean"}, "coverage": {"type": "string"},
+        "modification_level": {"type": ["string", "null"]},
+        "modifications_allowed": {"type": ["boolean", "null"]},
+        "signing_time": _TIME, "timestamp": _TIME,
+        "timestamp_ok": {"type": ["boolean", "null"]},
+        "level": {"enum": ["B-B", "B-T", "B-LT", "B-LTA"]},
+        "algorithm": {"type": "string"},
+        "revocation": {"enum": ["good", "revoked", "unknown", "not-checked"],
+                       "description": "of the signer's and the TSA's chains, as of the "
+                                      "signing time"},
+        "archive_timestamp": _TIME, "problems": _STRINGS}}
+PDF_DOCUMENT_TIMESTAMP = {
+    "type": "object", "additionalProperties": False,
+    "required": ["field", "ok", "time", "tsa", "intact", "valid", "trusted", "coverage",
+                 "checked_at", "revocation", "problems"],
+    "properties": {
+        "field": {"type": "string"}, "ok": {"type": "boolean"}, "time": _TIME,
+        "tsa": {"type": "string"}, "intact": {"type": "boolean"},
+        "valid": {"type": "boolean"}, "trusted": {"type": "boolean"},
+        "coverage": {"type": "string"},
+        "checked_at": {"type": "string", "format": "date-time"},
+        "revocation": {"enum": ["good", "revoked", "unknown", "not-checked"]},
+        "problems": _STRINGS}}
 PDF_RESULT = {
-    "type": "object", "required": ["format", "valid", "signatures"], "additionalProperties": False,
+    "type": "object", "required": ["format", "valid", "signatures", "document_timestamps"],
+    "additionalProperties": False,
     "properties": {
         "format": {"enum": ["pdf"]}, "valid": {"type": "boolean"},
-        "signatures": {"type": "array", "items": {
-            "type": "object", "required": ["field", "ok", "intact", "valid", "trusted"],
-            "properties": {"field": {"type": "string"}, "ok": {"type": "boolean"},
-                           "intact": {"type": "boolean"}, "valid": {"type": "boolean"},
-                           "trusted": {"type": "boolean"}}}}},
+        "signatures": {"type": "array", "items": PDF_SIGNATURE},
+        "document_timestamps": {"type": "array", "items": PDF_DOCUMENT_TIMESTAMP}},
 }
 
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import click
 
 import signcore
-from appliance.cli import _ca, _crypto, _custody, _operator, _serve, _worker
+from appliance.cli import _ca, _crypto, _custody, _evidence, _operator, _serve, _worker
 from appliance.cli._common import EXIT_USAGE, CliError, one_line
 from appliance.errors import ApplianceError
 from signcore import BackendError, selftest
@@ -48,7 +48,7 @@ def selftest_command() -> int:
 
 cli.add_command(_crypto.crypto)
 for _command in (*_custody.COMMANDS, *_serve.COMMANDS, *_operator.COMMANDS, *_ca.COMMANDS,
-                 *_worker.COMMANDS):
+                 *_worker.COMMANDS, *_evidence.COMMANDS):
     cli.add_command(_command)
 
 

@@ -206,6 +206,7 @@ def _init_demo(config: Any, config_file: Path, database: Any, store: Any) -> int
               f"`medsign serve` starts sealed (medsign unseal --passphrase-file {pass_file})")
     credentials = config_file.parent / DEMO_CREDENTIALS_FILE
     _demo.ensure_demo_principals(config, database, keyring, credentials)
+    _demo.ensure_demo_templates(config, database, keyring)  # issue 7: sample PDF template
     return 0
 
 

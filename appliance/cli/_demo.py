@@ -71,3 +71,26 @@ def ensure_demo_principals(config: Any, database: Any, keyring: Any, credentials
     print("demo: created these console accounts and application credential "
           f"(also in {credentials}, mode 0600):")
     print("\n".join("  " + line if line else "" for line in lines[4:]).rstrip())
+
+
+# --- issue 7: the sample PDF form template ------------------------------------------------------
+
+
+def ensure_demo_templates(config: Any, database: Any, keyring: Any) -> None:
+    """Upload the sample e-prescription template (pdfsign/templates/e-prescription.json) unless
+    a template of that name exists; audited like any upload, as ``cli:demo``."""
+    from appliance.cli._operator import Services  # noqa: PLC0415 -- services load slowly
+    from appliance.custody import KekStore, KeyHolder  # noqa: PLC0415
+    from appliance.services.signers import CliActor  # noqa: PLC0415
+    from appliance.services.templates import TemplateService  # noqa: PLC0415
+
+    holder = KeyHolder(KekStore(database))
+    holder.adopt(keyring)
+    services = Services(config, database, holder)
+    try:
+        seeded = TemplateService(database, audit=services.audit).seed_sample(CliActor("demo"))
+    finally:
+        services.close()
+    print("demo: " + ("uploaded the sample template e-prescription (POST "
+                      "/api/v1/documents/render fills it)" if seeded
+                      else "the sample template e-prescription exists already"))

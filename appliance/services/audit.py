@@ -527,21 +527,33 @@ class AuditLog:
                 self._start_ticker()
             return self._committer
 
+    def append_within(self, conn: Connection, entries: Iterable[Entry]) -> list[int]:
+        """Append entries inside the caller's open write transaction
+        (:meth:`Database.transaction`): they commit or roll back with the change they record
+        (no committed signature without its entry, even if the process dies right after the
+        commit) and cost no commit of their own.  The log's lock is held from here to the
+        caller's commit, so call this last in the transaction."""
+        checked = [(entry, _check_entry(entry)) for entry in entries]
+        return self._insert(conn, checked) if checked else []
+
     def _write(self, entries: list[tuple[Entry, str]]) -> list[int]:
         with self._db.transaction() as conn:
-            self._serialize(conn)
-            last = conn.execute(select(func.max(T.c.seq))).scalar()
-            last_node = conn.execute(select(func.max(T.c.node_seq))
-                                     .where(T.c.node_id == self.config.node_id)).scalar()
-            first = 0 if last is None else last + 1
-            node_first = 0 if last_node is None else last_node + 1
-            now = dt.datetime.now(dt.UTC)
-            stamp, stored = timestamp(now), _bind(conn, T.c.created_at.type, now)
-            rows = [self._row(first + i, node_first + i, entry, details, stamp=stamp,
-                              stored=stored) for i, (entry, details) in enumerate(entries)]
-            # Straight to the driver: SQLAlchemy's per-row parameter handling was a quarter
-            # of the CPU an append costs, and the committer is CPU-bound under load.
-            conn.exec_driver_sql(_insert_sql(conn), rows)
+            return self._insert(conn, entries)
+
+    def _insert(self, conn: Connection, entries: list[tuple[Entry, str]]) -> list[int]:
+        self._serialize(conn)
+        last = conn.execute(select(func.max(T.c.seq))).scalar()
+        last_node = conn.execute(select(func.max(T.c.node_seq))
+                                 .where(T.c.node_id == self.config.node_id)).scalar()
+        first = 0 if last is None else last + 1
+        node_first = 0 if last_node is None else last_node + 1
+        now = dt.datetime.now(dt.UTC)
+        stamp, stored = timestamp(now), _bind(conn, T.c.created_at.type, now)
+        rows = [self._row(first + i, node_first + i, entry, details, stamp=stamp,
+                          stored=stored) for i, (entry, details) in enumerate(entries)]
+        # Straight to the driver: SQLAlchemy's per-row parameter handling was a quarter
+        # of the CPU an append costs, and the committer is CPU-bound under load.
+        conn.exec_driver_sql(_insert_sql(conn), rows)
         return list(range(first, first + len(entries)))
 
     def _serialize(self, conn: Connection) -> None:

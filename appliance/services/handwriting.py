@@ -5,7 +5,11 @@ SVG), kept per signer with the strokes it was drawn from.
 
 The image is an appearance, not a signature: what binds a signer to a document is the
 co-signature.  The strokes are kept so that an evidence report can show how the image was
-drawn (timing and pressure), and so that it can be rendered again at another size.
+drawn (timing and pressure), and so that it can be rendered again at another size.  In a PAdES
+sign request the signer's latest handwriting becomes the visible appearance of their field
+(vector paths, name, title, time: :meth:`HandwritingService.appearance`), and the SM3 digest of
+the normalized strokes (``pdfsign.Strokes``) is a signed attribute of the co-signature, so the
+signature commits to the drawing it shows.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 from PIL import Image, ImageDraw
 from sqlalchemy import insert, select
 
+import pdfsign
 from appliance.errors import NotFound, ValidationFailed
 from appliance.services._time import aware, utc_now
 from appliance.storage import Database, schema
@@ -166,9 +171,74 @@ class HandwritingService:
                  **json.loads(row.strokes)}).encode()
         return "image/png", bytes(row.png)
 
+    def appearance(self, signer_id: int, step: int, when: dt.datetime,
+                   pdf: bytes) -> pdfsign.Appearance | None:
+        """The visible signature of a signer's PAdES signature at ``step`` of a sign request
+        over ``pdf`` (their latest handwriting, name, title, time; placed by :func:`place`),
+        or None without handwriting: the signature is then invisible, as before.  Reads
+        outside any transaction."""
+        with self._db.engine.connect() as conn:
+            row = conn.execute(select(H.c.strokes).where(H.c.signer_id == signer_id)
+                               .order_by(H.c.id.desc()).limit(1)).first()
+            signer = conn.execute(select(schema.signers.c.name, schema.signers.c.title)
+                                  .where(schema.signers.c.id == signer_id)).first()
+        if row is None or signer is None:
+            return None
+        page, box = place(pdf, step)
+        return appearance_of(row.strokes, signer.name, signer.title, when, page=page, box=box)
+
 
 def _drawing(data: Mapping[str, Any]) -> Drawing:
     return parse_drawing(data)
 
 
-__all__ = ["Drawing", "HandwritingService", "parse_drawing", "render_png", "render_svg"]
+# --- the visible signature of PAdES sign requests ----------------------------------------------
+
+#: China Standard Time (no DST): how the signing time is written under the handwriting.
+CST = dt.timezone(dt.timedelta(hours=8), "CST")
+#: Where a step's signature goes on the first page when the PDF has no place for it: boxes of
+#: 120 x 60 points, three a row from the bottom left (fits A5 and A4).
+BOX_WIDTH, BOX_HEIGHT, BOX_MARGIN, BOX_GAP = 120, 60, 20, 5
+
+
+def to_strokes(drawing: Drawing) -> pdfsign.Strokes:
+    """The drawing as pdfsign normalizes it (the strokes digest is over this)."""
+    try:
+        return pdfsign.Strokes.from_points(drawing.width, drawing.height, drawing.strokes)
+    except pdfsign.InvalidAppearance as exc:  # parse_drawing's limits are pdfsign's
+        raise ValidationFailed(str(exc)) from None
+
+
+def step_box(step: int) -> tuple[int, int, int, int]:
+    """The rectangle of step ``step`` (0-based): three a row, rows upwards."""
+    x = BOX_MARGIN + (step % 3) * (BOX_WIDTH + BOX_GAP)
+    y = BOX_MARGIN + (step // 3) * (BOX_HEIGHT + BOX_GAP)
+    return (x, y, x + BOX_WIDTH, y + BOX_HEIGHT)
+
+
+def place(pdf: bytes, step: int) -> tuple[int, tuple[int, int, int, int]]:
+    """Where step ``step`` (0-based) of a document signs: over the empty slot a template made
+    for it (the ``step``-th of ``/MedsignSignatureOrder``), else :func:`step_box` on the
+    first page.  (The field keeps its ``medsign-step-N`` name: evidence reports find the
+    steps by it.)"""
+    try:
+        order = pdfsign.signature_order(pdf)
+        slots = {slot.name: slot for slot in pdfsign.signature_slots(pdf)}
+    except pdfsign.PdfSignError:
+        return 0, step_box(step)  # prepare_pdf reports the PDF itself
+    slot = slots.get(order[step]) if step < len(order) else None
+    if slot is not None and slot.box is not None:
+        return slot.page, slot.box
+    return 0, step_box(step)
+
+
+def appearance_of(strokes_json: str, name: str, title: str, when: dt.datetime, *,
+                  page: int, box: tuple[int, int, int, int]) -> pdfsign.Appearance:
+    """Handwriting as vector paths, ``name title`` and the signing time (CST) under it."""
+    strokes = to_strokes(parse_drawing(json.loads(strokes_json)))
+    lines = (f"{name} {title}".strip()[:64], when.astimezone(CST).strftime("%Y-%m-%d %H:%M"))
+    return pdfsign.Appearance(box=box, page=page, strokes=strokes, lines=lines)
+
+
+__all__ = ["Drawing", "HandwritingService", "appearance_of", "parse_drawing", "place",
+           "render_png", "render_svg", "step_box", "to_strokes"]

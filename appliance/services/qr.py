@@ -244,7 +244,8 @@ class QrService:
         return row
 
     def _finish_login(self, conn: Connection, session: StoredSession, key: SignerKey,
-                      signatures: Sequence[bytes]) -> tuple[dict[str, Any], AfterCommit]:
+                      signatures: Sequence[bytes], _prepared: Any = None
+                      ) -> tuple[dict[str, Any], AfterCommit]:
         qr_id = session.context["qr"]
         # (no second connection here: on SQLite it would wait for this transaction)
         result = {"assertion": session.context["assertion"],

@@ -3,7 +3,12 @@ batches of documents (tender: 医院印章、科室印章；后台批量盖章),
 pdfsign later.
 
 A seal is a certificate of the ``organization-seal`` profile whose key the appliance holds
-(enrolled through the profile's active CA channel, ``appliance.services.channels``).  A
+(enrolled through the profile's active CA channel, ``appliance.services.channels``).  Managed
+seals (``appliance.services.seal_registry``) add a name, an image, a scope and a usage log: a
+request naming one (``managed_seal``), or naming/defaulting to a certificate bound to one, is
+refused unless the seal is enabled (409) and, for an application, in its scope (403); a PAdES
+seal then shows the seal's image (in a template's seal slot, a given box or field), and every
+document is in the seal's usage log.  Certificates of no managed seal seal as before.  A
 request names the seal by its certificate id or takes the newest valid one; a renewed seal
 certificate is followed to its replacement, so integrators keep using the id they know.
 
@@ -29,10 +34,12 @@ from sqlalchemy import select
 
 import pdfsign
 from appliance.custody import KeyHolder
-from appliance.errors import Conflict, NotFound, ValidationFailed
+from appliance.errors import ClockUnsynchronized, Conflict, NotFound, ValidationFailed
+from appliance.services import pdf_ltv
 from appliance.services._time import utc_now as _now
 from appliance.services.admins import Actor, actor_label
 from appliance.services.ca import CaService, CertificateInfo, ServerKeyStore, certificate_info
+from appliance.services.seal_registry import ManagedSeal, SealRegistry, Use
 from appliance.services.tsa import TsaService
 from appliance.storage import Database, schema
 from signcore import cms
@@ -76,6 +83,7 @@ class SealService:
                  clock: Callable[[], dt.datetime] = _now) -> None:
         self._db, self._ca, self._tsa, self._audit, self._clock = database, ca, tsa, audit, clock
         self._keys = ServerKeyStore(database, key_holder)
+        self._registry: SealRegistry | None = None  # managed seals (set_registry)
 
     def seals(self) -> list[CertificateInfo]:
         """The appliance-held seal certificates that can seal now, newest first."""
@@ -106,6 +114,56 @@ class SealService:
             raise Conflict(f"印章证书 {info.id} 当前不可用（{status}）")
         return info, str(row.key_id)
 
+    # -- managed seals (appliance.services.seal_registry)
+
+    def set_registry(self, registry: SealRegistry) -> None:
+        """Enforce the managed seals' rules (enabled, scope) and use their images."""
+        self._registry = registry
+
+    def _resolve_managed(self, actor: Actor, seal_id: int | None, managed_seal: int | None,
+                         ) -> tuple[CertificateInfo, str, tuple[ManagedSeal, bytes | None] | None]:
+        """The certificate and key to seal with, and the managed seal they belong to: the one
+        named (``managed_seal``), or the one the named/default certificate is bound to."""
+        registry = self._registry
+        if managed_seal is not None:
+            if registry is None:
+                raise Conflict("印章管理未启用")
+            if seal_id is not None:
+                raise ValidationFailed("give seal (a certificate id) or managed_seal, not both")
+            managed = registry.authorize(actor, managed_seal)
+            assert managed[0].certificate_id is not None
+            info, key_id = self._resolve(managed[0].certificate_id)
+            return info, key_id, managed
+        info, key_id = self._resolve(seal_id)
+        bound = (registry.for_certificate(actor, self._lineage(info.id))
+                 if registry is not None else None)
+        return info, key_id, bound
+
+    def _lineage(self, certificate_id: int) -> list[int]:
+        """The certificate and those it replaced (renewals): a managed seal bound to an
+        earlier certificate still governs its renewed key."""
+        found, current = [certificate_id], [certificate_id]
+        with self._db.engine.connect() as conn:
+            for _ in range(16):
+                current = [int(r.id) for r in conn.execute(
+                    select(C.c.id).where(C.c.replaced_by.in_(current)))]
+                if not current:
+                    break
+                found.extend(current)
+        return found
+
+    def _record_usage(self, actor: Actor, managed: tuple[ManagedSeal, bytes | None] | None,
+                      results: Sequence[SealedDocument], request_id: str, fmt: str) -> None:
+        if managed is None or self._registry is None:
+            return
+        uses = [Use(r.id, r.digest.hex(), r.digest_algorithm, fmt) for r in results]
+        self._registry.record_usage(actor, managed[0], uses, request_id)
+        if self._audit is not None:
+            self._audit("signature", "seal.use", actor_label(actor), f"seal:{managed[0].id}",
+                        {"seal": managed[0].name, "request_id": request_id, "format": fmt,
+                         "documents": [{"id": u.document_id, "digest": u.digest}
+                                       for u in uses]})
+
     def _seal_row(self, seal_id: int) -> Any:
         row = None
         if 0 < seal_id < 2**63:
@@ -118,7 +176,10 @@ class SealService:
     def apply(self, actor: Actor, documents: Sequence[Document], *, seal_id: int | None = None,
               detached: bool = True, flavour: str = "rfc5652",
               timestamp: bool = False,
-              pades: bool = False) -> tuple[CertificateInfo, list[SealedDocument]]:
+              pades: bool = False,
+              level: str | None = None, managed_seal: int | None = None,
+              placement: Placement | None = None,
+              request_id: str | None = None) -> tuple[CertificateInfo, list[SealedDocument]]:
         """Seal every document; all or nothing (a bad document refuses the batch).
         ``timestamp``: add the appliance TSA's time stamp over each signature (RFC 3161
         signatureTimeStampToken), so the time of sealing is proven, not only claimed."""
@@ -128,9 +189,11 @@ class SealService:
             raise ValidationFailed("documents: ids must be unique within a request")
         if flavour not in FLAVOURS:
             raise ValidationFailed(f"flavour 应为 {', '.join(FLAVOURS)} 之一")
+        pades_level = _pades_level(level, timestamp=timestamp, pades=pades)  # B-LT/B-LTA
+        timestamp = timestamp or pades_level.timestamped
         if timestamp and self._tsa is None:
             raise Conflict("时间戳服务未配置")
-        info, key_id = self._resolve(seal_id)
+        info, key_id, managed = self._resolve_managed(actor, seal_id, managed_seal)
         certificate = Certificate.from_stored(info.der)
         hash_algorithm = (HashAlgorithm.SM3 if certificate.public_key().key_type.value == "sm2"
                           else HashAlgorithm.SHA256)
@@ -144,7 +207,8 @@ class SealService:
             if pades:
                 assert document.content is not None
                 results.append(SealedDocument(
-                    document.id, self._seal_pdf(document, key, certificate, chain, timestamp),
+                    document.id, self._seal_pdf(document, key, certificate, chain, pades_level,
+                                                look=_look(managed, placement)),
                     digest(hash_algorithm, document.content), hash_algorithm.value))
                 continue
             if document.content is not None:
@@ -162,20 +226,31 @@ class SealService:
                     signature, self._tsa.token_for(cms.signature_value(signature)))
             results.append(SealedDocument(document.id, signature, value, hash_algorithm.value))
         self._record(actor, info, results, detached=detached, flavour=flavour, pades=pades)
+        self._record_usage(actor, managed, results, request_id or str(uuid.uuid4()),
+                           "pades" if pades else "cms-detached" if detached else "cms-attached")
         return info, results
 
     def _seal_pdf(self, document: Document, key: Any, certificate: Certificate,
-                  chain: Sequence[Certificate], timestamp: bool) -> bytes:
-        """A PAdES seal over a PDF (B-T with the appliance's TSA when ``timestamp``): an
-        incremental update in a field of its own, so earlier signatures stay valid."""
+                  chain: Sequence[Certificate], level: pdfsign.Level, *,
+                  look: _Look | None = None) -> bytes:
+        """A PAdES seal over a PDF (B-T and up with the appliance's TSA; B-LT/B-LTA with the
+        built-in CA's OCSP answers in the DSS): an incremental update in a field of its own,
+        so earlier signatures stay valid."""
         assert document.content is not None
         tsa = self._tsa
+        validation = (pdf_ltv.validation_data(self._ca)
+                      if level in (pdfsign.Level.B_LT, pdfsign.Level.B_LTA) else None)
         try:
             return pdfsign.sign_pdf(
-                document.content, key, certificate, chain=chain,
-                level=pdfsign.Level.B_T if timestamp else pdfsign.Level.B_B,
-                timestamper=tsa.stamp if timestamp and tsa else None,
-                field=f"medsign-seal-{uuid.uuid4().hex[:8]}", name=certificate.subject)
+                document.content, key, certificate, chain=chain, level=level,
+                validation=validation,
+                timestamper=tsa.stamp if level.timestamped and tsa else None,
+                name=certificate.subject, **_visible(document.content, look))
+        except pdfsign.ValidationDataMissing as exc:  # our own chain: not the caller's fault
+            raise Conflict(f"无法为 B-LT 取得完整的验证数据：{exc}") from None
+        except pdfsign.TimestampFailed as exc:  # the appliance's TSA: not the caller's fault
+            _raise_clock_problem(exc)
+            raise Conflict(f"时间戳服务不可用：{exc}") from None
         except pdfsign.PdfSignError as exc:
             raise ValidationFailed(f"document {document.id!r}: {exc}") from None
 
@@ -198,6 +273,31 @@ class SealService:
                          "documents": [{"id": r.id, "digest": r.digest.hex(),
                                         "digest_algorithm": r.digest_algorithm}
                                        for r in results]})
+
+
+def _raise_clock_problem(exc: BaseException) -> None:
+    """An unsynchronized clock under a failed time stamp is a 503 (clock-unsynchronized)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ClockUnsynchronized):
+            raise cause
+        cause = cause.__cause__
+
+
+def _pades_level(level: str | None, *, timestamp: bool, pades: bool) -> pdfsign.Level:
+    """The PAdES level asked for (``level``: B-B, B-T, B-LT, B-LTA; default B-T with
+    ``timestamp``, else B-B)."""
+    if level is None:
+        return pdfsign.Level.B_T if timestamp else pdfsign.Level.B_B
+    if not pades:
+        raise ValidationFailed("level 仅适用于 format pades")
+    try:
+        chosen = pdfsign.Level(level)
+    except ValueError:
+        raise ValidationFailed("level 应为 B-B、B-T、B-LT、B-LTA 之一") from None
+    if timestamp and chosen is pdfsign.Level.B_B:
+        raise ValidationFailed("timestamp 与 level B-B 矛盾")
+    return chosen
 
 
 def _check(document: Document, *, detached: bool, hash_algorithm: HashAlgorithm,
@@ -261,3 +361,54 @@ def _payload(item: Mapping[str, Any], index: int) -> tuple[bytes | None, bytes |
         return None, bytes.fromhex(digest_hex), algorithm.lower()
     except ValueError:
         raise ValidationFailed(f"documents[{index}].digest is not hex") from None
+
+
+# --- where a PAdES seal goes and what it shows (managed seals) ----------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """Where a PDF seal goes: an existing empty signature field (a template's seal slot), or
+    a new field with a box (PDF points ``x1, y1, x2, y2``) on ``page``.  Neither: the PDF's
+    first empty field whose name ends in ``seal`` (templates name it so), else invisible."""
+
+    field: str | None = None
+    box: tuple[int, int, int, int] | None = None
+    page: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class _Look:
+    image: bytes | None
+    lines: tuple[str, ...]
+    placement: Placement
+
+
+def _look(managed: tuple[ManagedSeal, bytes | None] | None,
+          placement: Placement | None) -> _Look | None:
+    if managed is None and placement is None:
+        return None
+    image = managed[1] if managed is not None else None
+    return _Look(image, (), placement or Placement())
+
+
+def _visible(pdf: bytes, look: _Look | None) -> dict[str, Any]:
+    """``field`` and ``appearance`` arguments of :func:`pdfsign.sign_pdf` for a seal."""
+    fresh = f"medsign-seal-{uuid.uuid4().hex[:8]}"
+    if look is None:
+        return {"field": fresh}
+    placement = look.placement
+    empty = pdfsign.empty_signature_fields(pdf)
+    field = placement.field
+    if field is not None and field not in empty:
+        raise ValidationFailed(f"field: 文档中没有名为 {field} 的空签名域")
+    if field is None and placement.box is None:
+        field = next((name for name in empty if name.lower().endswith("seal")), None)
+    if look.image is None and placement.box is None:
+        return {"field": field or fresh}
+    appearance = pdfsign.Appearance(box=placement.box, page=placement.page, image=look.image,
+                                    lines=look.lines)
+    if field is None and placement.box is None:
+        return {"field": fresh}  # nowhere to show it: invisible, as before
+    return {"field": field or fresh, "appearance": appearance}
+

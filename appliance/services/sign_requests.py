@@ -36,9 +36,10 @@ from typing import Any
 from sqlalchemy import Connection, Row, insert, select, update
 
 import pdfsign
-from appliance.errors import Conflict, NotFound, ValidationFailed
+from appliance.errors import ApplianceError, Conflict, NotFound, ValidationFailed
 from appliance.services._time import aware, utc_now
 from appliance.services.admins import Actor, actor_label
+from appliance.services.audit import AuditLog, Entry
 from appliance.services.cosign_sessions import StoredSession
 from appliance.services.signer_keys import AfterCommit, SignerKey, SignerKeyService
 from appliance.services.webhooks import WebhookService, check_url
@@ -67,6 +68,8 @@ MAX_AUTO_SIGN = dt.timedelta(hours=24)
 MAX_AUTO_SIGN_COUNT = 1000
 MAX_REASON = 500
 AuditHook = Callable[[str, str, str, str, dict[str, Any]], object]
+#: (signer id, step, signing time, the PDF) -> the visible appearance of a PAdES signature
+AppearanceSource = Callable[[int, int, dt.datetime, bytes], "pdfsign.Appearance | None"]
 
 
 class IdempotencyConflict(Conflict):
@@ -96,6 +99,24 @@ def _text(item: Mapping[str, Any], name: str, where: str, max_length: int,
     if not isinstance(value, str) or len(value) > max_length or not value.isprintable():
         raise ValidationFailed(f"{where}.{name}: at most {max_length} printable characters")
     return value
+
+
+@dataclasses.dataclass(frozen=True)
+class CurrentDocument:
+    """A document as it is now (:meth:`SignRequestService.current_document`)."""
+
+    format: str  # the request's: pades, cms-attached, cms-detached, raw
+    name: str
+    media_type: str
+    content: bytes | None  # None: only its digest was registered
+    signature: bytes | None  # the signed PDF (pades) or the CMS so far; None: unsigned
+
+    @property
+    def viewable(self) -> bytes | None:
+        """What the phone shows: the signed PDF for pades, else the content."""
+        if self.format == "pades" and self.signature is not None:
+            return self.signature
+        return self.content
 
 
 def parse_documents(items: Any, fmt: str) -> list[NewDocument]:
@@ -182,7 +203,23 @@ class SignRequestService:
                  on_event: Callable[[], None] = lambda: None) -> None:
         self._db, self._keys, self._webhooks = database, keys, webhooks
         self._audit, self._clock, self._on_event = audit, clock, on_event
-        keys.register_finisher("sign", self._finish)
+        keys.register_finisher("sign", self._finish, before=self._finish_pdfs)
+        # issue 7: the visible signature of a PAdES step (HandwritingService.appearance)
+        self._appearance_for: AppearanceSource = lambda _signer, _step, _when, _pdf: None
+        # PAdES above B-B: the appliance's TSA (TimeStampReq DER -> TimeStampResp DER) and
+        # its validation data for B-LT / B-LTA (set_timestamping)
+        self._stamp: Callable[[bytes], bytes] | None = None
+        self._validation: Callable[[], pdfsign.ValidationData] | None = None
+
+    def set_timestamping(self, stamp: Callable[[bytes], bytes],
+                         validation: Callable[[], pdfsign.ValidationData]) -> None:
+        """The TSA and the validation data that PAdES levels B-T, B-LT and B-LTA need."""
+        self._stamp, self._validation = stamp, validation
+
+    def set_appearances(self, source: AppearanceSource) -> None:
+        """Where PAdES signatures get their visible appearance (the signer's handwriting,
+        whose strokes digest is then in the signed attributes)."""
+        self._appearance_for = source
 
     # -- the backend's side
 
@@ -211,6 +248,7 @@ class SignRequestService:
                 0 < len(idempotency_key) <= 128 and idempotency_key.isascii()
                 and idempotency_key.isprintable()):
             raise ValidationFailed("Idempotency-Key: 1 to 128 printable ASCII characters")
+        level = self._pades_level(body.get("level"), fmt)
         fingerprint = sm3(_canonical(dict(body))).hex()
         now = self._clock()
         request_id = str(uuid.uuid4())
@@ -227,7 +265,7 @@ class SignRequestService:
             conn.execute(insert(R).values(
                 id=request_id, application_id=actor.id, idempotency_key=idempotency_key,
                 fingerprint=fingerprint, title=title, format=fmt, flavour=flavour,
-                status="pending", callback_url=callback,
+                pades_level=level, status="pending", callback_url=callback,
                 expires_at=now + dt.timedelta(seconds=expires_in), created_at=now,
                 updated_at=now))
             conn.execute(insert(DOC), [
@@ -243,11 +281,30 @@ class SignRequestService:
                 for i, (signer_id, action) in enumerate(steps)])
             self._notify_step(conn, request_id, 0, title, now)
             created = self._json(conn, request_id)
-        self._record("signature", "sign-request.create", actor, request_id,
-                     {"documents": [{"name": d.name, "sm3": d.digest.hex()} for d in documents],
-                      "format": fmt, "flavour": flavour,
-                      "signers": [{"signer_id": s, "action": a} for s, a in steps]})
+            logged = self._record_within(conn, [Entry(
+                "signature", "sign-request.create", actor_label(actor), request_id,
+                {"documents": [{"name": d.name, "sm3": d.digest.hex()} for d in documents],
+                 "format": fmt, "flavour": flavour,
+                 "signers": [{"signer_id": s, "action": a} for s, a in steps],
+                 "notified": [{"signer_id": steps[0][0], "step": 0}]})])
+        logged()
         return created, True
+
+    def _pades_level(self, value: Any, fmt: str) -> str | None:
+        """The PAdES level a request asks for (pades only; default B-B)."""
+        if fmt != "pades":
+            if value is not None:
+                raise ValidationFailed("level 仅适用于 format pades")
+            return None
+        if value is None:
+            return pdfsign.Level.B_B.value
+        try:
+            level = pdfsign.Level(value)
+        except ValueError:
+            raise ValidationFailed("level 应为 B-B、B-T、B-LT、B-LTA 之一") from None
+        if level.timestamped and self._stamp is None:
+            raise ValidationFailed(f"level {level.value} 需要时间戳服务，本设备未配置")
+        return level.value
 
     def _check_signers(self, conn: Connection, steps: Sequence[tuple[int, str]]) -> None:
         ids = {s for s, _ in steps}
@@ -331,6 +388,7 @@ class SignRequestService:
         return {
             "id": row.id, "status": row.status, "title": row.title, "format": row.format,
             "flavour": row.flavour, "idempotency_key": row.idempotency_key,
+            **({"level": row.pades_level or "B-B"} if row.format == "pades" else {}),
             "callback_url": row.callback_url, "created_at": _iso(row.created_at),
             "expires_at": _iso(row.expires_at), "finished_at": _iso(row.finished_at),
             "documents": [{"index": d.idx, "name": d.name, "media_type": d.media_type,
@@ -411,18 +469,38 @@ class SignRequestService:
             raise NotFound("没有这个文档，或只登记了摘要")
         return doc.media_type, bytes(doc.content)
 
+    # -- the phone's view of a document as it is now (issue 7: phones view signed documents)
+
+    def current_document(self, signer_id: int, task_id: str, index: int) -> CurrentDocument:
+        """A document of one of the signer's tasks as it is now: the PDF with the signatures
+        made so far (pades), or the content and the CMS signature so far (cms-*)."""
+        with self._db.engine.connect() as conn:
+            task = conn.execute(select(T.c.signer_id, T.c.request_id, R.c.format)
+                                .join(R, R.c.id == T.c.request_id)
+                                .where(T.c.id == task_id)).first()
+            if task is None or task.signer_id != signer_id:
+                raise NotFound("没有这个签名任务")
+            doc = conn.execute(select(DOC).where(DOC.c.request_id == task.request_id,
+                                                 DOC.c.idx == index)).first()
+        if doc is None:
+            raise NotFound("没有这个文档")
+        return CurrentDocument(
+            str(task.format), doc.name, doc.media_type,
+            bytes(doc.content) if doc.content is not None else None,
+            bytes(doc.signature) if doc.signature is not None else None)
+
     def start_signing(self, device: Actor, task_ids: Sequence[str], *,
-                      auto_sign: bool = False) -> dict[str, Any]:
+                      auto_sign: bool = False, ip: str | None = None) -> dict[str, Any]:
         """Open one co-sign session for the documents of these tasks (one confirmation)."""
         if not 0 < len(task_ids) <= MAX_ITEMS or len(set(task_ids)) != len(task_ids):
             raise ValidationFailed(f"tasks: 1 to {MAX_ITEMS} different task ids")
         signer_id = device.id
         key = self._keys.active_key(signer_id, device.name)
-        certificate = self._keys.certificate(key)
-        chain = self._keys.chain(key)
+        certificate, chain, info = self._keys.signing_material(key)
         now = self._clock()
         with self._db.engine.connect() as conn:
-            rows = conn.execute(select(T, R.c.format, R.c.flavour, R.c.status.label("r_status"),
+            rows = conn.execute(select(T, R.c.format, R.c.flavour, R.c.pades_level,
+                                       R.c.status.label("r_status"),
                                        R.c.expires_at)
                                 .join(R, R.c.id == T.c.request_id)
                                 .where(T.c.id.in_(list(task_ids)))).all()
@@ -441,8 +519,9 @@ class SignRequestService:
             raise ValidationFailed(f"一次最多签署 {MAX_ITEMS} 份文档")
         grant = self._usable_grant(device, len(task_ids)) if auto_sign else None
         shown = [_shown(i, d) for i, d in zip(items, digests, strict=True)]
-        context: dict[str, Any] = {"tasks": list(task_ids), "items": items, "auto_sign": grant}
-        renewal = self._keys.renewal_item(key)
+        context: dict[str, Any] = {"tasks": list(task_ids), "items": items, "auto_sign": grant,
+                                   "ip": ip}  # the phone's address, for the evidence report
+        renewal = self._keys.renewal_item(key, info)
         if renewal is not None and len(digests) < MAX_ITEMS:
             # The certificate is due: its renewal's proof of possession rides along.
             context["renewal"] = renewal[0]
@@ -472,7 +551,9 @@ class SignRequestService:
                                    else digest(HashAlgorithm.SHA256, bytes(doc.content)))
                     continue
                 if task.format == "pades":
-                    item, digest_e = _prepare_pades(task, doc, certificate, chain)
+                    item, digest_e = _prepare_pades(task, doc, certificate, chain,
+                                                    appearance_for=self._appearance_for,
+                                                    now=now)
                     items.append(item)
                     digests.append(digest_e)
                     continue
@@ -492,8 +573,47 @@ class SignRequestService:
                 digests.append(prepared.digest())
         return items, digests
 
+    def _finish_pdfs(self, session: StoredSession, _key: SignerKey,
+                     signatures: Sequence[bytes]) -> dict[int, bytes]:
+        """The signed PDFs of a session's PAdES items (by item index), made before the closing
+        transaction: embedding the signature, the signature time stamp (B-T), the DSS (B-LT)
+        and the document time stamp (B-LTA) read the database and call the TSA."""
+        finished: dict[int, bytes] = {}
+        for index, (item, signature) in enumerate(zip(session.context["items"], signatures,
+                                                      strict=False)):
+            if item.get("pdf") is not None:
+                finished[index] = self._signed_pdf(item, signature)
+        return finished
+
+    def _signed_pdf(self, item: Mapping[str, Any], signature: bytes) -> bytes:
+        level = pdfsign.Level(item.get("level", pdfsign.Level.B_B.value))
+        refusals: list[ApplianceError] = []
+
+        def stamp(query: bytes) -> bytes:
+            assert self._stamp is not None
+            try:
+                return self._stamp(query)
+            except ApplianceError as exc:  # the clock: pyHanko would only say "failed"
+                refusals.append(exc)
+                raise
+        if level.timestamped and self._stamp is None:
+            raise PadesLevelUnavailableError("本设备未配置时间戳服务")
+        try:
+            pdf = pdfsign.PreparedPdf.from_dict(item["pdf"]).finish(
+                signature, timestamper=stamp if level.timestamped else None)
+            if level in (pdfsign.Level.B_LT, pdfsign.Level.B_LTA):
+                assert self._validation is not None
+                pdf = pdfsign.extend_pdf(pdf, level, validation=self._validation(),
+                                         timestamper=stamp)
+        except pdfsign.TimestampFailed as exc:
+            raise (refusals[0] if refusals else PadesLevelUnavailableError(str(exc))) from None
+        except pdfsign.ValidationDataMissing as exc:
+            raise PadesLevelUnavailableError(f"吊销信息暂不可用：{exc}") from None
+        return pdf
+
     def _finish(self, conn: Connection, session: StoredSession, key: SignerKey,
-                signatures: Sequence[bytes]) -> tuple[dict[str, Any], AfterCommit]:
+                signatures: Sequence[bytes], prepared: Any = None, /
+                ) -> tuple[dict[str, Any], AfterCommit]:
         """Close a sign session: assemble the signatures, move the tasks, advance requests."""
         now = self._clock()
         context = session.context
@@ -503,12 +623,15 @@ class SignRequestService:
             self._count_auto_sign(conn, grant, len(task_ids), now)
         raw: dict[str, dict[str, str]] = {t: {} for t in task_ids}
         documents = len(context["items"])
-        for item, signature in zip(context["items"], signatures[:documents], strict=True):
+        pdfs: Mapping[int, bytes] = prepared or {}
+        for index, (item, signature) in enumerate(zip(context["items"], signatures[:documents],
+                                                      strict=True)):
             raw[item["task"]][str(item["doc"])] = base64.b64encode(signature).decode()
             if item.get("prepared") is not None or item.get("pdf") is not None:
-                self._add_signature(conn, item, signature)
+                self._add_signature(conn, item, signature, pdfs.get(index))
         requests: dict[str, int] = {}
         task_requests: dict[str, str] = {}
+        task_steps: dict[str, int] = {}
         for task_id in task_ids:
             changed = conn.execute(update(T).where(T.c.id == task_id, T.c.status == "pending")
                                    .values(status="signed", device_id=session.device_id,
@@ -520,16 +643,20 @@ class SignRequestService:
             task = conn.execute(select(T.c.request_id, T.c.step).where(T.c.id == task_id)).one()
             requests[task.request_id] = int(task.step)
             task_requests[task_id] = task.request_id
+            task_steps[task_id] = int(task.step)
         advanced = {r: self._advance(conn, r, step, now) for r, step in requests.items()}
         events = any(event for _status, event in advanced.values())
         finished = {r: status for r, (status, _event) in advanced.items()}
         entries = _cosign_audit(session, key, grant, items=context["items"],
-                                digests=self._digests(session), task_requests=task_requests)
+                                digests=self._digests(session), task_requests=task_requests,
+                                task_steps=task_steps, ip=context.get("ip"))
+
+        logged = self._record_within(conn, [
+            Entry("signature", "sign-request.cosign", actor_label(_Device(session.device_id)),
+                  subject, details) for subject, details in entries])
 
         def after_commit() -> None:
-            for subject, details in entries:
-                self._record("signature", "sign-request.cosign", _Device(session.device_id),
-                             subject, details)
+            logged()
             if events:  # webhooks to deliver now
                 self._on_event()
             if context.get("renewal") is not None:
@@ -544,9 +671,10 @@ class SignRequestService:
         return [bytes.fromhex(d) for d in session.state.get("digests", [])]
 
     def _add_signature(self, conn: Connection, item: Mapping[str, Any],
-                       signature: bytes) -> None:
+                       signature: bytes, signed_pdf: bytes | None = None) -> None:
         if item.get("pdf") is not None:  # PAdES: the signed PDF replaces the previous one
-            signed_pdf = pdfsign.PreparedPdf.from_dict(item["pdf"]).finish(signature)
+            if signed_pdf is None:
+                signed_pdf = self._signed_pdf(item, signature)
             task = conn.execute(select(T.c.request_id).where(T.c.id == item["task"])).one()
             conn.execute(update(DOC).where(DOC.c.request_id == task.request_id,
                                            DOC.c.idx == item["doc"])
@@ -726,17 +854,36 @@ class SignRequestService:
         if self._audit is not None:
             self._audit(category, action, actor_label(actor), subject, dict(details))
 
+    def _record_within(self, conn: Connection, entries: Sequence[Entry]) -> AfterCommit:
+        """Audit entries of a change, written in its transaction when the hook is the audit
+        log itself (they commit with the change, without a commit of their own); any other
+        hook gets them after the commit, through what this returns."""
+        if isinstance(self._audit, AuditLog):
+            self._audit.append_within(conn, entries)
+            return lambda: None
+        hook = self._audit
+
+        def later() -> None:
+            if hook is not None:
+                for entry in entries:
+                    hook(entry.category, entry.action, entry.actor, entry.subject,
+                         dict(entry.details))
+        return later
+
 
 AUDIT_DIGESTS_PER_ENTRY = 100
 
 
 def _cosign_audit(session: StoredSession, key: SignerKey, grant: str | None, *,
                   items: Sequence[Mapping[str, Any]], digests: Sequence[bytes],
-                  task_requests: Mapping[str, str]) -> list[tuple[str, dict[str, Any]]]:
+                  task_requests: Mapping[str, str], task_steps: Mapping[str, int] | None = None,
+                  ip: str | None = None) -> list[tuple[str, dict[str, Any]]]:
     """The audit entries of one finished co-sign session: one per task (subject: its sign
     request), each with the digests e co-signed for its documents (at most
     AUDIT_DIGESTS_PER_ENTRY per entry: a long request takes several parts), the device, key,
-    certificate and auto-sign authorization, and the session that ties a batch together."""
+    certificate and auto-sign authorization, and the session that ties a batch together; for
+    the evidence report also the step, the phone's IP and how the signer confirmed (the PIN,
+    checked by the co-sign round, or the auto-sign authorization instead)."""
     per_task: dict[str, list[tuple[int, str]]] = {}
     for item, digest_e in zip(items, digests, strict=False):
         per_task.setdefault(item["task"], []).append((int(item["doc"]), digest_e.hex()))
@@ -750,6 +897,8 @@ def _cosign_audit(session: StoredSession, key: SignerKey, grant: str | None, *,
                 "device_id": session.device_id, "key_id": key.id,
                 "certificate_id": key.certificate_id, "auto_sign_id": grant,
                 "session": session.id, "tasks_in_session": len(per_task),
+                "step": (task_steps or {}).get(task_id), "ip": ip,
+                "confirmation": "auto-sign" if grant else "pin",
                 "documents": [{"index": i, "e": e} for i, e in part]}
             if len(parts) > 1:
                 details["part"] = f"{number}/{len(parts)}"
@@ -758,16 +907,22 @@ def _cosign_audit(session: StoredSession, key: SignerKey, grant: str | None, *,
 
 
 def _prepare_pades(task: Row[Any], doc: Row[Any], certificate: Certificate,
-                   chain: Sequence[Certificate]) -> tuple[dict[str, Any], bytes]:
+                   chain: Sequence[Certificate], *, appearance_for: AppearanceSource,
+                   now: dt.datetime) -> tuple[dict[str, Any], bytes]:
     """The next PAdES signature of a document: over the PDF as the previous signers left it
     (an incremental update each), in a field named after the step."""
     base = bytes(doc.signature) if doc.signature is not None else bytes(doc.content)
     try:
+        appearance = appearance_for(int(task.signer_id), int(task.step), now, base)
+        # B-T and above: room for the timestamp token, asked for when the signature exists
+        level = pdfsign.Level(task.pades_level or pdfsign.Level.B_B.value)
         prepared = pdfsign.prepare_pdf(base, certificate, chain=chain,
-                                       field=f"medsign-step-{task.step + 1}")
+                                       field=f"medsign-step-{task.step + 1}",
+                                       appearance=appearance, level=level)
     except pdfsign.PdfSignError as exc:
         raise NotPending(f"文档 {doc.name or doc.idx} 无法签署：{exc}") from None
     item = {"task": task.id, "doc": doc.idx, "prepared": None, "pdf": prepared.to_dict(),
+            "level": level.value,
             "signed_attributes": base64.b64encode(prepared.to_be_signed).decode()}
     return item, prepared.digest()
 
@@ -780,6 +935,13 @@ def _shown(item: Mapping[str, Any], digest_e: bytes) -> dict[str, Any]:
     if item.get("signed_attributes") is not None:
         shown["signed_attributes"] = item["signed_attributes"]
     return shown
+
+
+class PadesLevelUnavailableError(ApplianceError):
+    """A PAdES level above B-B could not be reached now (time stamp or revocation data): the
+    phone sends the same message again later; nothing was stored."""
+
+    code, status, title = "pades-level-unavailable", 503, "时间戳或吊销信息暂不可用，请稍后重试"
 
 
 @dataclasses.dataclass(frozen=True)

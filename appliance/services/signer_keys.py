@@ -98,6 +98,9 @@ class SignerKey:
     certificate_id: int | None
     created_at: dt.datetime
     algorithm: str = "sm2"
+    # The server's share, wrapped under the KEK, when the row was read whole: the co-sign
+    # steps then unwrap it without reading the row a second time.
+    share_wrapped: bytes | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "status": self.status, "algorithm": self.algorithm,
@@ -106,9 +109,10 @@ class SignerKey:
 
 
 def _key(row: Row[Any]) -> SignerKey:
+    wrapped = row._mapping.get("share_wrapped")
     return SignerKey(row.id, int(row.signer_id), row.device_id, row.status,
                      bytes(row.public_key), row.certificate_id, aware(row.created_at),
-                     row.algorithm)
+                     row.algorithm, bytes(wrapped) if wrapped is not None else None)
 
 
 AfterCommit = Callable[[], None]
@@ -118,10 +122,20 @@ class Finisher(Protocol):
     """What a co-sign session of one kind does with its verified signatures, inside the
     transaction that closes the session; returns what is added to the phone's answer and
     what to do once that transaction committed (audit entries, notifications: on SQLite a
-    second connection must not write while the transaction is open)."""
+    second connection must not write while the transaction is open).  ``prepared`` is what
+    the kind's :data:`Preparer` made of the signatures before the transaction, if it has
+    one."""
 
     def __call__(self, conn: Connection, session: StoredSession, key: SignerKey,
-                 signatures: Sequence[bytes]) -> tuple[dict[str, Any], AfterCommit]: ...
+                 signatures: Sequence[bytes], prepared: Any = None, /
+                 ) -> tuple[dict[str, Any], AfterCommit]: ...
+
+
+# The slow or outward part of finishing a session (time stamps, revocation data, building
+# signed PDFs), run before the closing transaction: it may read the database and call the
+# TSA (which writes its audit entry), and the write lock is not held while it works.  Raising
+# leaves the session as it was: the phone may send the same message again.
+Preparer = Callable[[StoredSession, SignerKey, Sequence[bytes]], Any]
 
 
 def _answer_context(session_id: str) -> bytes:
@@ -146,10 +160,17 @@ class SignerKeyService:
         self._renew_before = dt.timedelta(days=renew_days_before)
         self._sessions = SessionStore(database)
         self._local = threading.local()  # the fingerprint of the message being handled
+        # Issuing CA id -> the chain above a certificate it issued ([] when not the built-in
+        # CA).  Both facts are immutable for an id, so the cache never goes stale.
+        self._issuer_chains: dict[str, list[Certificate]] = {}
         self._finishers: dict[str, Finisher] = {}  # "enroll" is this service's own
+        self._preparers: dict[str, Preparer] = {}
 
-    def register_finisher(self, kind: str, finisher: Finisher) -> None:
+    def register_finisher(self, kind: str, finisher: Finisher, *,
+                          before: Preparer | None = None) -> None:
         self._finishers[kind] = finisher
+        if before is not None:
+            self._preparers[kind] = before
 
     # -- keys
 
@@ -171,6 +192,16 @@ class SignerKeyService:
 
     def certificate(self, key: SignerKey) -> Certificate:
         """The key's certificate, if it can sign now (not revoked, not expired)."""
+        return Certificate.from_stored(self._signing_info(key).der)
+
+    def signing_material(self, key: SignerKey
+                         ) -> tuple[Certificate, list[Certificate], CertificateInfo]:
+        """What signing with the key needs, read once: its certificate (if it can sign now),
+        the chain above it (see :meth:`chain`) and the stored record (renewal reads it)."""
+        info = self._signing_info(key)
+        return Certificate.from_stored(info.der), self._issuer_chain(info.issuer_id), info
+
+    def _signing_info(self, key: SignerKey) -> CertificateInfo:
         if key.certificate_id is None:
             raise NoSigningKey("该密钥尚无证书")
         info = self._ca.get(key.certificate_id)
@@ -178,7 +209,7 @@ class SignerKeyService:
         if status != "active":
             raise NoSigningKey(f"签名证书{'已吊销' if status == 'revoked' else '已过期'}，"
                                "请重新生成密钥并申请证书")
-        return Certificate.from_stored(info.der)
+        return info
 
     def revoke_device_keys(self, actor: Actor, device_id: str, reason: str) -> list[str]:
         """A lost or compromised phone: its keys can never sign again and their certificates
@@ -200,10 +231,17 @@ class SignerKeyService:
         signatures carry it so that a relying party needs only the root)."""
         if key.certificate_id is None:
             return []
-        issuer = self._ca.get(key.certificate_id).issuer_id
-        if issuer not in {a.id for a in self._ca.authorities()}:
-            return []
-        return [self._ca.authority(issuer).certificate]
+        return self._issuer_chain(self._ca.get(key.certificate_id).issuer_id)
+
+    def _issuer_chain(self, issuer_id: str) -> list[Certificate]:
+        chain = self._issuer_chains.get(issuer_id)
+        if chain is None:
+            try:
+                chain = [self._ca.authority(issuer_id).certificate]
+            except NotFound:  # a third-party CA's certificate: the channel gave no chain
+                chain = []
+            self._issuer_chains[issuer_id] = chain
+        return list(chain)
 
     def certificate_detail(self, signer_id: int, device_id: str) -> dict[str, Any]:
         """The phone's certificate as the doctor's app shows it (CA证书管理): the details,
@@ -466,14 +504,16 @@ class SignerKeyService:
 
     # -- renewal at the phone's next contact
 
-    def renewal_item(self, key: SignerKey) -> tuple[dict[str, Any], bytes] | None:
+    def renewal_item(self, key: SignerKey, info: CertificateInfo | None = None
+                     ) -> tuple[dict[str, Any], bytes] | None:
         """When the key's certificate is due for renewal: the pending enrollment and the
         digest of its proof of possession, to be co-signed with the phone's next signatures
         (the doctor does nothing beyond the usual PIN).  None when not due, or when the
         channel cannot prepare now (it is tried again at the next contact)."""
         if key.certificate_id is None:
             return None
-        info = self._ca.get(key.certificate_id)
+        if info is None or info.id != key.certificate_id:
+            info = self._ca.get(key.certificate_id)
         if aware(info.not_after) - self._clock() > self._renew_before:
             return None
         current = Certificate.from_stored(info.der)
@@ -604,10 +644,10 @@ class SignerKeyService:
         state: sm2.CosignState | rsa.RsaState
         offer: messages.Message
         if key.algorithm == "rsa":
-            state, offer = rsa.RsaServer(self._rsa_share(key.id)).open(
+            state, offer = rsa.RsaServer(self._rsa_share(key)).open(
                 digests, require_pin=require_pin)
         else:
-            state, offer = sm2.SM2Server(self._server_share(key.id)).open_cosign(
+            state, offer = sm2.SM2Server(self._server_share(key)).open_cosign(
                 digests, require_pin=require_pin)
         with self._db.transaction() as conn:
             expires = self._sessions.create(conn, session_id=state.session.hex(), kind=kind,
@@ -627,7 +667,7 @@ class SignerKeyService:
     def _respond(self, session: StoredSession, commit: messages.CosignCommit) -> dict[str, Any]:
         key = self._key_row(session, "sm2")
         state = sm2.CosignState.from_dict(session.state)
-        outcome = sm2.SM2Server(self._server_share(key.id)).respond(
+        outcome = sm2.SM2Server(self._server_share(key)).respond(
             state, commit, unlock=self._unlock_fn(key))
         answer = {"message": _message_json(outcome.reply)}
         with self._db.transaction() as conn:
@@ -638,7 +678,7 @@ class SignerKeyService:
                     ) -> dict[str, Any]:
         key = self._key_row(session, "rsa")
         state = rsa.RsaState.from_dict(session.state)
-        new_state, reply = rsa.RsaServer(self._rsa_share(key.id)).unlock(
+        new_state, reply = rsa.RsaServer(self._rsa_share(key)).unlock(
             state, message, unlock=self._unlock_fn(key))
         answer = {"message": _message_json(reply)}
         with self._db.transaction() as conn:
@@ -648,14 +688,14 @@ class SignerKeyService:
     def _accept(self, session: StoredSession, result: messages.CosignResult) -> dict[str, Any]:
         key = self._key_row(session, "sm2")
         state = sm2.CosignState.from_dict(session.state)
-        outcome = sm2.SM2Server(self._server_share(key.id)).accept(state, result)
+        outcome = sm2.SM2Server(self._server_share(key)).accept(state, result)
         return self._close(session, key, outcome.state.to_dict(), outcome.reply,
                            outcome.signatures)
 
     def _rsa_finish(self, session: StoredSession, commit: messages.RsaCommit) -> dict[str, Any]:
         key = self._key_row(session, "rsa")
         state = rsa.RsaState.from_dict(session.state)
-        new_state, reply, signatures = rsa.RsaServer(self._rsa_share(key.id)).finish(
+        new_state, reply, signatures = rsa.RsaServer(self._rsa_share(key)).finish(
             state, commit)
         return self._close(session, key, new_state.to_dict(), reply, signatures)
 
@@ -669,9 +709,11 @@ class SignerKeyService:
         finisher = self._finishers.get(session.kind)
         if finisher is None:
             raise ProtocolRefused(f"unknown session kind {session.kind}")
+        preparer = self._preparers.get(session.kind)
+        prepared = preparer(session, key, signatures) if preparer is not None else None
         with self._db.transaction() as conn:
             self._sessions.save(conn, session, state, done=True)
-            extra, after_commit = finisher(conn, session, key, signatures)
+            extra, after_commit = finisher(conn, session, key, signatures, prepared)
             answer = {**answer, **extra}
             self._save_answer(conn, session, answer)
         try:
@@ -694,18 +736,21 @@ class SignerKeyService:
             raise Conflict("该签名密钥已停用")
         return key
 
-    def _share_data(self, key_id: str) -> dict[str, str]:
-        with self._db.engine.connect() as conn:
-            row = conn.execute(select(K.c.share_wrapped).where(K.c.id == key_id)).one()
+    def _share_data(self, key: SignerKey) -> dict[str, str]:
+        wrapped = key.share_wrapped
+        if wrapped is None:
+            with self._db.engine.connect() as conn:
+                wrapped = bytes(conn.execute(select(K.c.share_wrapped)
+                                             .where(K.c.id == key.id)).one().share_wrapped)
         data: dict[str, str] = json.loads(self._holder.keyring().unwrap(
-            bytes(row.share_wrapped), _share_context(key_id)))
+            wrapped, _share_context(key.id)))
         return data
 
-    def _server_share(self, key_id: str) -> sm2.ServerShare:
-        return sm2.ServerShare.from_dict(self._share_data(key_id))
+    def _server_share(self, key: SignerKey) -> sm2.ServerShare:
+        return sm2.ServerShare.from_dict(self._share_data(key))
 
-    def _rsa_share(self, key_id: str) -> rsa.RsaServerShare:
-        return rsa.RsaServerShare.from_dict(self._share_data(key_id))
+    def _rsa_share(self, key: SignerKey) -> rsa.RsaServerShare:
+        return rsa.RsaServerShare.from_dict(self._share_data(key))
 
     def _signer_row(self, signer_id: int) -> Row[Any]:
         with self._db.engine.connect() as conn:

@@ -32,8 +32,9 @@ from sqlalchemy import insert, select, update
 
 import pdfsign
 from appliance.config import VerifyConfig
-from appliance.errors import ConfigError, NotFound, Sealed, ValidationFailed
+from appliance.errors import ConfigError, Conflict, NotFound, Sealed, ValidationFailed
 from appliance.services.ca import CaService
+from appliance.services.pdf_ltv import ApplianceRevocation
 from appliance.storage import Database, schema
 from ca_client import PathInvalid
 from ca_client.trust import (
@@ -154,25 +155,42 @@ class VerificationService:
 
     def verify_pdf(self, data: bytes) -> dict[str, Any]:
         """Every signature of a PDF (PAdES, SM2 or RSA) against the appliance's trust anchors:
-        integrity, signer, chain, coverage, changes after signing and the locks, time stamp."""
+        integrity, signer, chain, coverage, changes after signing and the locks, time stamp,
+        revocation as of the signing time (the document's DSS first, then the built-in CA's
+        OCSP and the revocation cache), the PAdES level reached, and the document timestamps
+        (B-LTA, archive timestamps) along their chain."""
         anchors, others = self._ca.trusted_certificates()
+        fetcher = ApplianceRevocation(self._ca, self._trust()[1])
         try:
-            reports = pdfsign.validate_pdf(data, anchors, others)
+            reports = pdfsign.validate_pdf(data, anchors, others, revocation=fetcher)
+            stamps = pdfsign.validate_document_timestamps(data, anchors, others)
         except pdfsign.EncryptedPdf:
             raise ValidationFailed("加密的 PDF 无法验证") from None
         except pdfsign.PdfSignError as exc:
             raise ValidationFailed(f"不是可读取的 PDF：{exc}") from None
-        signatures = [{
-            "field": r.field, "signer": r.signer, "ok": r.ok, "intact": r.intact,
-            "valid": r.valid, "trusted": r.trusted, "coverage": r.coverage,
-            "modification_level": r.modification_level,
-            "modifications_allowed": r.modifications_allowed,
-            "signing_time": r.signing_time.isoformat() if r.signing_time else None,
-            "timestamp": r.timestamp.isoformat() if r.timestamp else None,
-            "timestamp_ok": r.timestamp_ok, "level": r.level, "algorithm": r.algorithm,
-            "problems": list(r.problems)} for r in reports]
-        return {"format": "pdf", "valid": bool(reports) and all(r.ok for r in reports),
-                "signatures": signatures}
+        return {"format": "pdf",
+                "valid": bool(reports) and all(r.ok for r in reports)
+                and all(s.ok for s in stamps),
+                "signatures": [_signature_json(r) for r in reports],
+                "document_timestamps": [_document_timestamp_json(s) for s in stamps]}
+
+    def verify_stored(self, fmt: str, content: bytes | None,
+                      signature: bytes | None) -> dict[str, Any]:
+        """A sign request's document as it is now (``fmt``: the request's format), as
+        ``POST /api/v1/verify`` would answer for it: the PDF with its signatures so far
+        (pades), or the CMS so far with its content (cms-*); not yet signed: no signers."""
+        if fmt == "pades":
+            data = signature if signature is not None else content
+            if data is None:
+                raise NotFound("没有这个文档")
+            return self.verify_pdf(data)
+        if fmt not in ("cms-attached", "cms-detached"):
+            raise Conflict("raw 签名请求没有可验证的签名容器（签名值在任务结果中）")
+        if signature is None:
+            return {"format": "cms", "valid": False, "signers": []}
+        if fmt == "cms-detached" and content is None:
+            raise Conflict("只登记了摘要的文档无法在此验证：需要原文")
+        return self.verify_cms(signature, content if fmt == "cms-detached" else None)
 
     def verify_cms(self, signature: bytes, content: bytes | None) -> dict[str, Any]:
         try:
@@ -251,6 +269,28 @@ class VerificationService:
                              "signature_algorithm": key.default_signature_algorithm.value,
                              "signing_time": None, "checked_at": checked_at.isoformat(),
                              "timestamp": None, "chain": chain.to_json()}]}
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _signature_json(r: pdfsign.SignatureReport) -> dict[str, Any]:
+    return {"field": r.field, "signer": r.signer, "ok": r.ok, "intact": r.intact,
+            "valid": r.valid, "trusted": r.trusted, "coverage": r.coverage,
+            "modification_level": r.modification_level,
+            "modifications_allowed": r.modifications_allowed,
+            "signing_time": _iso(r.signing_time), "timestamp": _iso(r.timestamp),
+            "timestamp_ok": r.timestamp_ok, "level": r.level, "algorithm": r.algorithm,
+            "revocation": r.revocation, "archive_timestamp": _iso(r.archive_timestamp),
+            "problems": list(r.problems)}
+
+
+def _document_timestamp_json(s: pdfsign.DocumentTimestampReport) -> dict[str, Any]:
+    return {"field": s.field, "ok": s.ok, "time": _iso(s.time), "tsa": s.tsa,
+            "intact": s.intact, "valid": s.valid, "trusted": s.trusted,
+            "coverage": s.coverage, "checked_at": s.checked_at.isoformat(),
+            "revocation": s.revocation, "problems": list(s.problems)}
 
 
 def _certificate_json(certificate: Certificate | None) -> dict[str, Any] | None:

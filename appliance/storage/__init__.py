@@ -42,10 +42,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _sqlite_begin_immediate(connection: Connection) -> None:
-    # Take the write lock at BEGIN: two writers that both read then write would otherwise
-    # deadlock into SQLITE_BUSY instead of queueing on the busy timeout.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+WRITER = "medsign_writer"  # execution option: this connection's transaction will write
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    # Writers take the write lock at BEGIN: two writers that both read then write would
+    # otherwise deadlock into SQLITE_BUSY instead of queueing on the busy timeout.  Readers
+    # begin deferred: in WAL mode they read a snapshot and neither wait for a writer nor make
+    # one wait (a reader taking the write lock used to sleep in SQLite's busy handler, up to
+    # 100 ms at a time, whenever another process was committing).
+    writer = connection.get_execution_options().get(WRITER, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
 
 
 class WriteGate:
@@ -106,7 +113,7 @@ class Database:
             # pysqlite's own transaction handling would defer BEGIN; we issue it ourselves.
             event.listen(self.engine, "connect",
                          lambda conn, _rec: setattr(conn, "isolation_level", None))
-            event.listen(self.engine, "begin", _sqlite_begin_immediate)
+            event.listen(self.engine, "begin", _sqlite_begin)
         elif url.startswith("postgresql"):
             self.kind = "postgresql"
             self.engine = create_engine(url, echo=echo, pool_size=pool_size,
@@ -117,12 +124,17 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """A connection in a transaction: committed on success, rolled back on error.
+        """A connection in a transaction that may write: committed on success, rolled back on
+        error.
 
-        On SQLite every transaction writes (BEGIN IMMEDIATE), so writers queue on
-        :class:`WriteGate` first instead of sleeping in SQLite's busy handler."""
-        with self._gate.held(), self.engine.begin() as connection:
-            yield connection
+        On SQLite it takes the write lock at once (BEGIN IMMEDIATE), and writers queue on
+        :class:`WriteGate` first instead of sleeping in SQLite's busy handler.  Code that only
+        reads uses ``engine.connect()``: a deferred transaction over a WAL snapshot, which
+        never waits for writers."""
+        with self._gate.held(), self.engine.connect() as connection:
+            connection.execution_options(**{WRITER: True})
+            with connection.begin():
+                yield connection
 
     @property
     def write_gate(self) -> WriteGate:
@@ -137,7 +149,7 @@ class Database:
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration (idempotent)."""
-        with self.engine.begin() as connection:
+        with self.transaction() as connection:
             command.upgrade(self._alembic(connection), "head")
 
     def schema_revision(self) -> str | None:

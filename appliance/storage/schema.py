@@ -344,6 +344,8 @@ sign_requests = Table(
     Column("created_at", Timestamp, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
     Column("finished_at", Timestamp, nullable=True),
+    # 0012: pades only: B-B | B-T | B-LT | B-LTA (NULL: B-B, or not pades)
+    Column("pades_level", String(8), nullable=True),
     UniqueConstraint("application_id", "idempotency_key", name="uq_sign_requests_idempotency"),
     Index("ix_sign_requests_status", "status", "expires_at"),
 )
@@ -438,6 +440,77 @@ handwritings = Table(
     Index("ix_handwritings_signer", "signer_id", "id"),
 )
 
+# 0009: PDF form templates (appliance.services.templates): a template is a name and a status;
+# its versions are immutable once stored -- the uploaded source (a layout spec as canonical
+# JSON, or an AcroForm PDF plus its sidecar), its SM3 digest, who uploaded it and when.
+form_templates = Table(
+    "form_templates", metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),  # the template id (e-prescription)
+    Column("title", String(200), nullable=False, default=""),
+    Column("status", String(16), nullable=False, default="active"),  # active | retired
+    Column("latest_version", Integer, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("retired_at", Timestamp, nullable=True),
+    Column("retired_by", String(128), nullable=True),
+)
+
+form_template_versions = Table(
+    "form_template_versions", metadata,
+    Column("template_id", BigId, ForeignKey("form_templates.id"), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("kind", String(16), nullable=False),  # layout | acroform
+    Column("source", LargeBinary, nullable=False),  # canonical JSON spec, or the PDF
+    Column("sidecar", Text, nullable=True),  # acroform: the sidecar (canonical JSON)
+    Column("sm3", String(64), nullable=False),  # hex, of source (+ 0x00 + sidecar)
+    Column("fields", Text, nullable=False),  # JSON: the typed fields and signature slots
+    Column("created_at", Timestamp, nullable=False),
+    Column("created_by", String(128), nullable=False),
+)
+
+# 0010: managed seals (appliance.services.seals): the hospital's and departments' seals, each
+# a name, an image (PNG, validated, at most 2 MiB) and its SM3 digest, a bound server-held key
+# and certificate, enabled or not; which applications may use which seal; every use.
+seals = Table(
+    "seals", metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),  # hospital | department
+    Column("department", String(128), nullable=True),
+    Column("image", LargeBinary, nullable=True),  # PNG
+    Column("image_sm3", String(64), nullable=True),  # hex
+    Column("certificate_id", BigId, ForeignKey("certificates.id"), nullable=True),
+    Column("key_id", String(36), ForeignKey("wrapped_keys.id"), nullable=True),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    Column("updated_by", String(128), nullable=False),
+    Index("ix_seals_certificate", "certificate_id"),
+)
+
+seal_scopes = Table(
+    "seal_scopes", metadata,
+    Column("seal_id", BigId, ForeignKey("seals.id"), primary_key=True),
+    Column("application_id", BigId, ForeignKey("applications.id"), primary_key=True),
+)
+
+seal_usage = Table(
+    "seal_usage", metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("seal_id", BigId, ForeignKey("seals.id"), nullable=False),
+    Column("application_id", BigId, nullable=True),  # none for a console caller
+    Column("actor", String(128), nullable=False),
+    Column("document_id", String(64), nullable=False),
+    Column("document_digest", String(128), nullable=False),  # hex
+    Column("digest_algorithm", String(16), nullable=False),
+    Column("format", String(16), nullable=False),  # cms-attached | cms-detached | pades
+    Column("request_id", String(36), nullable=False),  # one per /seal request (a batch)
+    Column("used_at", Timestamp, nullable=False),
+    Index("ix_seal_usage_seal", "seal_id", "id"),
+)
+
 # Revocation data fetched from external CAs (CRLs, OCSP responses), shared by every worker
 # and node and kept across restarts; verified again whenever it is read.
 revocation_cache = Table(
@@ -448,3 +521,33 @@ revocation_cache = Table(
     Column("der", LargeBinary, nullable=False),
     Column("stored_at", Timestamp, nullable=False),
 )
+
+# 0011: evidence reports (appliance.services.evidence) and what makes them cheap on a big log:
+# the audit tree's complete subtrees of 1024+ leaves ("tiles": a cache, checked against the
+# signed checkpoints on every use), lookups of a signer's / request's entries by subject, and
+# of an uploaded document by its digest.
+evidence_reports = Table(
+    "evidence_reports", metadata,
+    Column("id", String(40), primary_key=True),  # ev_...
+    Column("sign_request_id", String(36), nullable=True),
+    Column("document_sm3", String(64), nullable=False),  # hex, of the document reported on
+    Column("verdict", String(16), nullable=False),  # valid | invalid
+    Column("facts", Text, nullable=False),  # the canonical JSON embedded in the PDF
+    Column("pdf", LargeBinary, nullable=False),  # the signed report (archive time stamps added)
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("timestamp_expires_at", Timestamp, nullable=True),  # newest TSA certificate's end
+    Column("retimestamped_at", Timestamp, nullable=True),
+    Index("ix_evidence_reports_request", "sign_request_id", "created_at"),
+    Index("ix_evidence_reports_timestamp", "timestamp_expires_at"),
+)
+
+audit_tree_tiles = Table(
+    "audit_tree_tiles", metadata,
+    Column("start", BigInteger, primary_key=True, autoincrement=False),
+    Column("size", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary, nullable=False),
+)
+
+Index("ix_audit_log_subject", audit_log.c.subject, audit_log.c.seq)
+Index("ix_sign_documents_digest", sign_documents.c.digest)

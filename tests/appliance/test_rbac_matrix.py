@@ -89,7 +89,15 @@ AUDIT_PREFIX = "/api/v1/audit"
 # accepted.  Keep this short: anything here is something the audit administrator can *do*.
 # Routes outside the audit prefix (or writes inside it) the audit administrator may call:
 # none.  It reads logs and nothing else (DESIGN.md section 8).
-AUDIT_READ_EXCEPTIONS: dict[tuple[str, str], str] = {}
+AUDIT_READ_EXCEPTIONS: dict[tuple[str, str], str] = {
+    # issue 8: an evidence report is an export of audit entries with their proofs (the tender's
+    # 一键取证), sealed by the appliance as its statement; it changes no data.
+    ("POST", "/api/v1/evidence"): "exports the audit evidence of a signed document",
+    ("GET", "/api/v1/evidence/{report_id}"): "reads an evidence report",
+    ("GET", "/api/v1/evidence/{report_id}/pdf"): "reads an evidence report",
+    ("POST", "/api/v1/console/sign-requests/{request_id}/evidence"):
+        "exports the audit evidence of a sign request (the console's one click)",
+}
 SECURITY_ADMIN_ONLY = ("/api/v1/console/accounts", "/api/v1/applications", "/api/v1/ca/",
                        "/api/v1/certificates")
 _FIELD = re.compile(r"\{(\w+)(?::(\w+)(?:\([^)]*\))?)?\}")

@@ -51,7 +51,8 @@ def sample_spec() -> dict[str, Any]:
 @functools.cache
 def rendered() -> bytes:
     """The sample rendered once per process (a render subsets the CJK font: about a second)."""
-    return Template.sample().render(VALUES)
+    pdf: bytes = Template.sample().render(VALUES)
+    return pdf
 
 
 def test_sample_loads() -> None:
@@ -194,3 +195,148 @@ def test_optional_fields_may_be_left_out() -> None:
     pdf = Template.from_spec(spec).render(values)
     reader = PdfFileReader(io.BytesIO(pdf))
     assert "/AcroForm" not in reader.root or not reader.root["/AcroForm"]["/Fields"]
+
+
+# --- the embedded subset (pdfsign/_fonts.py) ----------------------------------------------------
+
+
+def _font_program(pdf: bytes) -> tuple[bytes, Any]:
+    reader = PdfFileReader(io.BytesIO(pdf))
+    font = reader.root["/Pages"]["/Kids"][0]["/Resources"]["/Font"]["/F1"]
+    cid_font = font["/DescendantFonts"][0]
+    program = cid_font["/FontDescriptor"]["/FontFile2"].data
+    return program, font
+
+
+def test_subset_is_a_truetype_font_with_the_used_glyphs_only() -> None:
+    from fontTools.ttLib import TTFont  # type: ignore[import-untyped]  # noqa: PLC0415
+
+    from pdfsign._fonts import cjk_face, cjk_font  # noqa: PLC0415
+
+    program, font = _font_program(rendered())
+    subset = TTFont(io.BytesIO(program))
+    face = cjk_face()
+    glyph_count = subset["maxp"].numGlyphs
+    assert 50 < glyph_count < 1000 < len(face.metrics)  # a subset, not the 49 000-glyph face
+    widths = font["/DescendantFonts"][0]["/W"][1]
+    assert len(widths) == glyph_count
+    glyf = subset["glyf"]
+    for name in subset.getGlyphOrder():  # every outline decodes, components resolve
+        glyph = glyf[name]
+        glyph.getCoordinates(glyf)
+    # each character's CID draws the same outline as the full face's glyph for it
+    cmap = font["/ToUnicode"].data.decode()
+    cid = next(int(line[1:5], 16) for line in cmap.splitlines()
+               if line.endswith("<5F20>"))  # 张
+    full = TTFont(io.BytesIO(cjk_font()))
+    expected = full["glyf"][full.getBestCmap()[ord("张")]]
+    actual = glyf[subset.getGlyphOrder()[cid]]
+    assert expected.getCoordinates(full["glyf"])[0] == actual.getCoordinates(glyf)[0]
+    assert subset["hmtx"][subset.getGlyphOrder()[cid]][0] == full["hmtx"][
+        full.getBestCmap()[ord("张")]][0]
+
+
+def test_renders_share_nothing_but_the_static_frame() -> None:
+    template = Template.sample()
+    first = template.render(VALUES)
+    values = {**VALUES, "patient_name": "李四", "hospital_name": "上海测试医院"}
+    second = template.render(values)
+    _, font = _font_program(second)
+    cmap = font["/ToUnicode"].data.decode()
+    assert "<674E>" in cmap  # 李
+    assert "<67D0>" not in cmap  # 某, only in the first render's values
+    # the same values make the same file again (its /ID derives from them: retries are safe)
+    assert template.render(VALUES) == first
+    assert PdfFileReader(io.BytesIO(first)).trailer["/ID"] != PdfFileReader(
+        io.BytesIO(second)).trailer["/ID"]
+
+
+def test_character_missing_from_the_font() -> None:
+    with pytest.raises(TemplateError) as info:
+        Template.sample().render({**VALUES, "patient_name": "张\U0001f600"})
+    assert info.value.field == "patient_name"
+    assert "U+1F600" in str(info.value)
+
+
+# --- image fields -------------------------------------------------------------------------------
+
+
+def _image_bytes(fmt: str, size: tuple[int, int], mode: str = "RGB") -> bytes:
+    from PIL import Image  # noqa: PLC0415
+
+    colour: Any = {"RGBA": (200, 30, 30, 128), "RGB": (200, 30, 30)}.get(mode, 90)
+    out = io.BytesIO()
+    Image.new(mode, size, colour).save(out, format=fmt)
+    return out.getvalue()
+
+
+def _b64(data: bytes) -> str:
+    import base64  # noqa: PLC0415
+
+    return base64.b64encode(data).decode()
+
+
+def image_spec() -> dict[str, Any]:
+    return {"id": "photo-card", "version": 1, "page": "A5",
+            "fields": [{"name": "name", "type": "text", "label": "姓名", "x": 30, "y": 500},
+                       {"name": "photo", "type": "image", "label": "照片", "x": 300, "y": 400,
+                        "width": 60, "height": 80, "required": True}]}
+
+
+def _page_contents(pdf: bytes) -> tuple[Any, bytes]:
+    reader = PdfFileReader(io.BytesIO(pdf))
+    page = reader.root["/Pages"]["/Kids"][0]
+    return page, page["/Contents"].data
+
+
+@pytest.mark.parametrize(("fmt", "mode", "filter_", "smask"), [
+    ("PNG", "RGBA", "/FlateDecode", True), ("JPEG", "RGB", "/DCTDecode", False),
+    ("PNG", "L", "/FlateDecode", False)])
+def test_image_field_fitted_keeping_aspect_ratio(fmt: str, mode: str, filter_: str,
+                                                 smask: bool) -> None:
+    data = _image_bytes(fmt, (200, 100), mode)  # 2:1 into a 60x80 box: 60 x 30, centred
+    value = _b64(data) if fmt == "JPEG" else f"data:image/png;base64,{_b64(data)}"
+    pdf = Template.from_spec(image_spec()).render({"name": "张三", "photo": value})
+    page, contents = _page_contents(pdf)
+    image = page["/Resources"]["/XObject"]["/Im1"]
+    assert (image["/Width"], image["/Height"], image["/Filter"]) == (200, 100, filter_)
+    assert ("/SMask" in image) == smask
+    if fmt == "JPEG":
+        assert image.encoded_data == data  # embedded as it is
+    assert b"q 60.000 0 0 30.000 300.00 425.00 cm /Im1 Do Q" in contents
+
+
+BAD_IMAGES: dict[str, tuple[Any, str]] = {
+    "not base64": ("@@@not base64@@@", "base64"),
+    "a number": (42, "expected a base64"),
+    "not an image": (_b64(b"%PDF-1.7\n" + b"x" * 100), "PNG or JPEG"),
+    "gif": (_b64(_image_bytes("GIF", (10, 10), "P")), "PNG or JPEG"),
+    "too wide": (_b64(_image_bytes("PNG", (5000, 2), "L")), "too large"),
+    "truncated png": (_b64(_image_bytes("PNG", (64, 64))[:60]), "PNG or JPEG"),
+    "too many bytes": (_b64(b"\x89PNG" + b"\0" * (2 * 1024 * 1024 + 1)), "larger than"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_IMAGES))
+def test_bad_image_values(case: str) -> None:
+    value, message = BAD_IMAGES[case]
+    with pytest.raises(TemplateError) as info:
+        Template.from_spec(image_spec()).render({"name": "张三", "photo": value})
+    assert info.value.field == "photo"
+    assert message in str(info.value)
+
+
+def test_image_field_spec_needs_a_box_on_the_page() -> None:
+    spec = image_spec()
+    del spec["fields"][1]["height"]
+    with pytest.raises(TemplateError, match="height is required"):
+        Template.from_spec(spec)
+    spec = image_spec()
+    spec["fields"][1]["y"] = 550
+    with pytest.raises(TemplateError, match="top edge"):
+        Template.from_spec(spec)
+    spec = image_spec()
+    spec["fields"][1]["required"] = False
+    pdf = Template.from_spec(spec).render({"name": "张三"})
+    page, _ = _page_contents(pdf)
+    assert "/XObject" not in page["/Resources"]

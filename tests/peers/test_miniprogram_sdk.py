@@ -10,6 +10,9 @@ peer of the appliance.
   auto-sign, rejection, PIN change, QR login, message center, replay.  This side created the
   doctor, the credential and the sign requests (HMAC API) and checks the outcome on the server:
   every request completed and its CMS verifies up to the built-in SM2 CA's root.
+- the JS phone views a signed document (``viewDocument`` / ``documentVerification``): a PAdES
+  request's PDF before and after it signs, and the validation result, which agrees with
+  pdfsign's verdict on the PDF the phone received.
 
 Under CI=true a missing node/npm or a missing ``sdk/miniprogram/node_modules`` (``make
 node-deps``) fails the run instead of skipping it.
@@ -26,6 +29,7 @@ from typing import Any
 
 import pytest
 
+import pdfsign
 from appliance.api.hmac_signing import sign_request
 from appliance.services.qr import canonical
 from appliance.services.signers import ACTIVE, CliActor, SignerService, validate
@@ -34,6 +38,7 @@ from signcore.keys import load_public_key
 from signcore.sm2 import SM2PublicKey
 from signcore.x509 import Certificate
 from tests.appliance.serving import Server, clean_env, cli, serving
+from tests.pdfsign.pdfs import minimal_pdf
 from tests.support import gmssl_oracle
 from tests.support.peers import require_tool, run_tool
 
@@ -243,6 +248,39 @@ def test_js_phone_against_a_real_server(tmp_path: Path) -> None:
         public.verify(base64.b64decode(assertion["signature"]), canonical(assertion["assertion"]))
         assert assertion["assertion"]["signer_id"] == doctor_id
         assert assertion["assertion"]["device_id"] == result["device_id"]
+
+
+def test_js_phone_views_signed_documents(tmp_path: Path) -> None:
+    """viewDocument / documentVerification of the JS phone (sdk/miniprogram/test/
+    document-view.test.js) on a real server: a PAdES request's PDF before and after the phone
+    signs it, and its validation result, which must agree with pdfsign's on the PDF the phone
+    received, against the built-in CA's root."""
+    node = _require_node()
+    config_file, ca_id, key_id, secret, doctor_id = _install(tmp_path)
+    pdf = minimal_pdf("e-prescription RX-2026-1201")
+    with serving(config_file, workers=1, threads=2) as server:
+        backend = Backend(server, key_id, secret)
+        code = backend("POST", f"/api/v1/signers/{doctor_id}/activation-codes", {})["code"]
+        backend.sign_request(doctor_id, "PDF 处方", [{
+            "name": "rx-1201.pdf", "media_type": "application/pdf",
+            "content": base64.b64encode(pdf).decode()}], fmt="pades")
+        result_file = tmp_path / "js-view.json"
+        env = clean_env(MEDSIGN_URL=server.url, MEDSIGN_ACTIVATION_CODE=code,
+                        MEDSIGN_STATE_FILE=str(tmp_path / "phone-state.json"),
+                        MEDSIGN_RESULT_FILE=str(result_file))
+        counts, out = _node_test(node, "test/document-view.test.js", env)
+        assert (counts["pass"], counts["skipped"]) == (3, 0), out[-4000:]
+        root = Certificate.from_stored(backend("GET", f"/ca/{ca_id}-root.crt"))
+    result = json.loads(result_file.read_text())
+    assert result["done"] is True and base64.b64decode(result["unsigned"]) == pdf
+    signed = base64.b64decode(result["signed"])
+    assert signed.startswith(pdf) and len(signed) > len(pdf)
+    (report,) = pdfsign.validate_pdf(signed, [root])
+    (seen,) = result["verification"]["signatures"]
+    assert report.ok and seen["ok"] and seen["signer"] == report.signer
+    assert "王医生" in report.signer
+    assert (seen["field"], seen["level"], seen["coverage"]) == (
+        report.field, report.level, report.coverage)
 
 
 def test_node_dependencies_are_locked() -> None:

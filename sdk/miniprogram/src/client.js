@@ -179,7 +179,9 @@ class PhoneClient {
     if (res.status === 204 || !res.body || res.body.length === 0) return null
     const type = (res.headers['content-type'] || '').toLowerCase()
     if (type.includes('json')) return messages.parseJson(utf8Decode(res.body))
-    return { mediaType: res.headers['x-medsign-media-type'] || type || 'application/octet-stream', data: res.body }
+    const binary = { mediaType: res.headers['x-medsign-media-type'] || type || 'application/octet-stream', data: res.body }
+    if (res.headers['x-medsign-signed'] !== undefined) binary.signed = res.headers['x-medsign-signed'] === 'true'
+    return binary
   }
 
   _mobile(method, path, options) {
@@ -248,6 +250,26 @@ class PhoneClient {
   /** A document of a task, to show before signing: { mediaType, data: Uint8Array }. */
   document(taskId, index) {
     return this._mobile('GET', `/tasks/${idPart(taskId)}/documents/${Number(index)}`)
+  }
+
+  /**
+   * The validation result of a task's document as it is now (signed or partially signed): the
+   * same JSON as POST /api/v1/verify -- { format: 'pdf', valid, signatures, document_timestamps }
+   * for a PAdES request, { format: 'cms', valid, signers } for CMS.
+   */
+  documentVerification(taskId, index) {
+    return this._mobile('GET', `/tasks/${idPart(taskId)}/documents/${Number(index)}/verification`)
+  }
+
+  /**
+   * A task's document as it is now (for PAdES the PDF with every signature so far) and its
+   * validation result: { mediaType, data: Uint8Array, signed, verification }.
+   */
+  async viewDocument(taskId, index) {
+    const path = `/tasks/${idPart(taskId)}/documents/${Number(index)}`
+    const res = await this._mobile('GET', `${path}/current`)
+    const verification = await this.documentVerification(taskId, index)
+    return { mediaType: res.mediaType, data: res.data, signed: res.signed, verification }
   }
 
   /** Decline / reject a task with a reason (its request ends). */

@@ -28,7 +28,7 @@ from medsign_sdk.errors import (
     WaitTimeout,
     WebhookError,
 )
-from medsign_sdk.models import Document, SealDocument, SignerStep
+from medsign_sdk.models import Document, DocumentView, EvidenceReport, SealDocument, SignerStep
 from medsign_sdk.phone import JsonFileStorage, MemoryStorage, PhoneClient, Storage
 
 __all__ = [
@@ -36,6 +36,8 @@ __all__ = [
     "BackendClient",
     "Conflict",
     "Document",
+    "DocumentView",
+    "EvidenceReport",
     "Forbidden",
     "JsonFileStorage",
     "MedsignError",

@@ -33,6 +33,7 @@ from medsign_sdk.errors import WaitTimeout, WebhookError
 from medsign_sdk.models import (
     ActivationCode,
     Document,
+    EvidenceReport,
     QrSession,
     SealDocument,
     SealResult,
@@ -252,6 +253,33 @@ class BackendClient:
         if at is not None:
             body["at"] = at
         return VerifyResult.from_json(self._json("POST", "/api/v1/verify", json_body=body))
+
+    # -- evidence reports (一键取证)
+
+    def evidence(self, sign_request_id: str | None = None, *, document: bytes | None = None,
+                 content: bytes | None = None, name: str | None = None,
+                 document_index: int = 0) -> EvidenceReport:
+        """Build an evidence report: for a sign request's document (``sign_request_id``), or
+        for a signed document (``document``: a signed PDF or a CMS; ``content`` for a
+        detached CMS).  ``evidence_pdf(report.id)`` fetches the signed PDF, which
+        ``medsign evidence verify`` checks offline."""
+        if (sign_request_id is None) == (document is None):
+            raise ValueError("give sign_request_id or document")
+        body: dict[str, Any]
+        if sign_request_id is not None:
+            body = {"sign_request_id": sign_request_id, "document_index": document_index}
+        else:
+            assert document is not None
+            body = {"document": base64.b64encode(document).decode()}
+            if content is not None:
+                body["content"] = base64.b64encode(content).decode()
+            if name is not None:
+                body["name"] = name
+        return EvidenceReport.from_json(self._json("POST", "/api/v1/evidence", json_body=body))
+
+    def evidence_pdf(self, report_id: str) -> bytes:
+        """The signed evidence report (PDF with its facts attached)."""
+        return self.request("GET", f"/api/v1/evidence/{report_id}/pdf").body
 
     # -- signer records
 

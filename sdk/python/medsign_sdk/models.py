@@ -581,6 +581,30 @@ class DocumentContent:
 
 
 @dataclasses.dataclass(frozen=True)
+class DocumentView:
+    """A task's document as it is now -- for a PAdES request the PDF with every signature made
+    so far -- and its validation result: the same JSON as ``POST /api/v1/verify``
+    (``format: pdf`` with ``signatures`` and ``document_timestamps``, or ``format: cms`` with
+    ``signers``)."""
+
+    media_type: str
+    content: bytes
+    signed: bool  # any signature yet
+    verification: JsonObject
+
+    @property
+    def valid(self) -> bool:
+        return self.verification.get("valid") is True
+
+    @property
+    def signatures(self) -> list[JsonObject]:
+        """Per signature (pdf) or per signer (cms), as the verification JSON has them."""
+        key = "signatures" if self.verification.get("format") == "pdf" else "signers"
+        items = self.verification.get(key)
+        return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+
+
+@dataclasses.dataclass(frozen=True)
 class AutoSignGrant:
     id: str
     device_id: str
@@ -645,6 +669,31 @@ class QrScan:
         return cls(j.text("id"), j.text("purpose"), j.opt_text("application") or "",
                    j.opt_text("title") or "", [d for d in j.items("documents")
                                               if isinstance(d, dict)], j.time("expires_at"))
+
+
+@dataclasses.dataclass(frozen=True)
+class EvidenceReport:
+    """An evidence report (issue 8): its id and verdict, the document's digests, what the
+    appliance's checks found, and the links to its facts and its signed PDF."""
+
+    id: str
+    verdict: str  # valid | invalid
+    sign_request_id: str | None
+    problems: list[str]
+    pdf_path: str
+    raw: JsonObject = dataclasses.field(repr=False)
+
+    @property
+    def valid(self) -> bool:
+        return self.verdict == "valid"
+
+    @classmethod
+    def from_json(cls, data: Any) -> EvidenceReport:
+        j = _Reader(data, "evidence report")
+        links = _Reader(j.data.get("links"), "evidence report links")
+        return cls(j.text("id"), j.text("verdict"), j.opt_text("sign_request_id"),
+                   [p for p in j.items("problems") if isinstance(p, str)], links.text("pdf"),
+                   j.data)
 
 
 def reader(data: Any, what: str) -> _Reader:

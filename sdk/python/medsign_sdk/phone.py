@@ -38,6 +38,7 @@ from medsign_sdk.models import (
     AutoSignGrant,
     Device,
     DocumentContent,
+    DocumentView,
     Enrollment,
     JsonObject,
     Me,
@@ -303,6 +304,23 @@ class PhoneClient:
         response = self.request("GET", f"/tasks/{task_id}/documents/{index}")
         return DocumentContent(response.headers.get("x-medsign-media-type",
                                                     "application/octet-stream"), response.body)
+
+    def document_verification(self, task_id: str, index: int) -> JsonObject:
+        """The validation result of a task's document as it is now (signed or partially
+        signed): the same JSON as ``POST /api/v1/verify``."""
+        answer = self._json("GET", f"/tasks/{task_id}/documents/{int(index)}/verification")
+        if not isinstance(answer, dict):
+            raise ProtocolError("the verification is not a JSON object")
+        return answer
+
+    def view_document(self, task_id: str, index: int) -> DocumentView:
+        """A task's document as it is now (a PDF with the signatures so far) and its
+        validation result, to show a signed document and whether its signatures hold."""
+        response = self.request("GET", f"/tasks/{task_id}/documents/{int(index)}/current")
+        return DocumentView(
+            response.headers.get("x-medsign-media-type", "application/octet-stream"),
+            response.body, response.headers.get("x-medsign-signed") == "true",
+            self.document_verification(task_id, index))
 
     def reject(self, task_id: str, reason: str) -> Task:
         """Decline (or, for a review, reject) a task: the whole request ends."""

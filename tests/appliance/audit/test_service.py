@@ -90,6 +90,35 @@ def test_append_many_takes_consecutive_numbers(audit: AuditLog) -> None:
     assert audit.append_many([]) == []
 
 
+def test_entries_appended_within_a_transaction_commit_or_vanish_with_it(
+        audit: AuditLog, database: Database) -> None:
+    """append_within writes in the caller's transaction: a rolled-back change leaves no entry
+    (and no gap), a committed one its entries, in one sequence with ordinary appends."""
+    audit.append("system", "boot")
+
+    class AbandonedError(Exception):
+        pass
+
+    with pytest.raises(AbandonedError), database.transaction() as conn:
+        assert audit.append_within(conn, [Entry("signature", "lost")]) == [1]
+        raise AbandonedError
+    assert [r["action"] for r in _rows(database)] == ["boot"]
+    with database.transaction() as conn:
+        assert audit.append_within(conn, [Entry("signature", f"kept{i}") for i in range(2)]) \
+            == [1, 2]
+        assert audit.append_within(conn, []) == []
+    assert audit.append("system", "after") == 3
+    assert [r["action"] for r in _rows(database)] == ["boot", "kept0", "kept1", "after"]
+    with pytest.raises(ValidationFailed), database.transaction() as conn:
+        audit.append_within(conn, [Entry("nonsense", "x")])
+    head = audit.checkpoint()
+    proof = audit.inclusion_proof(2)
+    assert proof.entry.action == "kept1"
+    assert SM3.leaf(proof.entry.leaf_data()) == proof.entry.leaf_hash
+    verify_inclusion(SM3, index=2, size=head.tree_size, leaf_hash=proof.entry.leaf_hash,
+                     proof=proof.proof, root=head.root_hash)
+
+
 @pytest.mark.parametrize("group_commit", [True, False])
 def test_concurrent_appends_give_one_gapless_sequence_and_each_caller_its_own_seq(
         database: Database, holder: KeyHolder, group_commit: bool) -> None:

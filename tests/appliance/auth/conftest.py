@@ -12,7 +12,7 @@ import pyotp
 import pytest
 from argon2 import PasswordHasher
 
-from appliance.config import Config, SecurityConfig
+from appliance.config import Config, SecurityConfig, TsaConfig
 from appliance.custody import KekStore, KeyHolder, Keyring
 from appliance.custody.kek import new_kek
 from appliance.services.admins import AdminService, Enrolment
@@ -86,9 +86,9 @@ class Site:
 
 
 def make_site(database: Database, holder: KeyHolder, *, cookie_secure: bool = True,
-              **security: Any) -> Site:
+              tsa: TsaConfig | None = None, **security: Any) -> Site:
     config = Config(security=dataclasses.replace(SECURITY, cookie_secure=cookie_secure,
-                                                 **security))
+                                                 **security), tsa=tsa or TsaConfig())
     appliance = build(config, database=database, key_holder=holder)
     return Site(appliance, falcon.testing.TestClient(appliance.app),
                 AdminService(database, holder, config.security, hasher=FAST_HASHER),

@@ -122,7 +122,9 @@ def test_worker_once(tmp_path: Path) -> None:
                "--organization", "测试医院").code == 0
     ran = cli("worker", "--config", config_file, "--once")
     assert ran.code == 0, ran.err
-    renewal, requests = (json.loads(line) for line in ran.out.strip().splitlines()[-2:])
+    renewal, requests, evidence = (json.loads(line)
+                                   for line in ran.out.strip().splitlines()[-3:])
     assert renewal == {"pass": "renewal", "renewed": [], "waiting_for_phone": [], "failed": []}
     assert requests == {"pass": "sign-requests", "expired": 0, "webhooks_delivered": 0,
                         "webhooks_failed": 0}
+    assert evidence == {"pass": "evidence", "retimestamped": 0, "failed": []}  # issue 8
