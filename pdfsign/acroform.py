@@ -41,6 +41,10 @@ from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
 
+from pdfsign._cidfont import CidFont
+from pdfsign._cidfont import dictionary as _dictionary
+from pdfsign._cidfont import number as _num
+from pdfsign._cidfont import stream as _stream
 from pdfsign._fonts import cjk_face
 from pdfsign.errors import InvalidPdf, TemplateError
 from pdfsign.sign import open_pdf
@@ -49,14 +53,11 @@ from pdfsign.templates import (
     Field,
     SignatureSlot,
     Template,
-    _dictionary,
-    _Font,
-    _num,
     _number_keys,
     _Reader,
     _slot_names,
-    _stream,
     _string,
+    _template_font,
     _wrap_text,
     stable_document_id,
 )
@@ -333,7 +334,7 @@ class AcroFormTemplate:
         reader = open_pdf(self.pdf)
         writer = IncrementalPdfFileWriter(io.BytesIO(self.pdf), prev=reader)
         terminals = {t.name: t for t in _walk(reader)}
-        font = _Font(cjk_face())
+        font = _template_font(cjk_face())
         pending = [_Appearance.plan(terminals[f.name], f, texts.get(f.name), font)
                    for f in self.fields if f.type != "checkbox"]
         font_ref = font.resource(writer)
@@ -475,7 +476,7 @@ class _Appearance:
 
     @classmethod
     def plan(cls, terminal: _Terminal, field: FormField, text: str | None,
-             font: _Font) -> _Appearance:
+             font: CidFont) -> _Appearance:
         shown = text
         if text is not None and field.type == "choice":
             shown = dict(field.display).get(text, text)
@@ -513,7 +514,7 @@ class _Appearance:
             writer.mark_update(self.terminal.ref)
 
 
-def _draw(font: _Font, field: FormField, text: str, w: float, h: float, *,
+def _draw(font: CidFont, field: FormField, text: str, w: float, h: float, *,
           fixed: float | None, quadding: int) -> tuple[bytes, float]:
     """A widget's appearance content (``/Tx BMC ... EMC``) and the font size used."""
     name, inner = field.name, w - 2 * _PADDING

@@ -63,6 +63,7 @@ from pyhanko.sign.signers.pdf_cms import Signer as PyHankoSigner
 from pyhanko.stamp import BaseStamp, BaseStampStyle, TextStampStyle
 
 import signcore.keys  # noqa: F401  (registers the GM OIDs, sm3 among them, in asn1crypto)
+from pdfsign._cidfont import CidFont
 from pdfsign.errors import InvalidAppearance, InvalidPdf
 from signcore import hashes
 
@@ -333,7 +334,7 @@ class _MedsignStamp(BaseStamp):
     def _text(self, width: float, height: float) -> tuple[bytes, float]:
         """The text lines, centred, at one size that fits the width and at most 40% of the
         height (or 100% when there is no graphic); and the height they take."""
-        font = _CjkFont()
+        font = _appearance_font()
         encoded = [(font.encode(line), font.width(line)) for line in self._lines]
         share = 0.4 if (self._image is not None or self._appearance.strokes is not None) else 1
         widest = max((w for _hex, w in encoded), default=0) or 1
@@ -352,97 +353,17 @@ class _MedsignStamp(BaseStamp):
         return b" ".join(ops), len(encoded) * size * _LEADING + _MARGIN
 
 
-class _CjkFont:
-    """The characters of one appearance in the CJK font, numbered 1, 2... (0 is .notdef) in
-    order of first use: the number is both the CID in the content stream and the glyph id in
-    the embedded subset (``pdfsign._fonts.FontFace.subset``: raw outlines copied, no fontTools
-    subsetting, so a signature with Chinese lines costs milliseconds, not a second).  Widths
-    in 1/1000 em; a ToUnicode map makes the text extractable."""
+def _appearance_font() -> CidFont:
+    """The CJK font of one appearance's text lines (subset-embedded, extractable)."""
+    from pdfsign._fonts import cjk_face  # noqa: PLC0415  (the font file only when needed)
 
-    def __init__(self) -> None:
-        from pdfsign._fonts import cjk_face  # noqa: PLC0415  (fontTools only when needed)
-
-        self.face = cjk_face()
-        self.cids: dict[str, int] = {}
-        self.gids = [0]
-        self.chars = [""]
-
-    def _cid(self, char: str) -> int:
-        cid = self.cids.get(char)
-        if cid is None:
-            gid = self.face.glyph(char)
-            if gid is None:
-                raise InvalidAppearance(f"the character {char!r} (U+{ord(char):04X}) is not in "
-                                        "the CJK font")
-            cid = self.cids[char] = len(self.gids)
-            self.gids.append(gid)
-            self.chars.append(char)
-        return cid
-
-    def encode(self, text: str) -> bytes:
-        return b"".join(b"%04X" % self._cid(char) for char in text)
-
-    def width(self, text: str) -> float:
-        """The advance of ``text`` in em."""
-        return sum(self.face.advance(self.gids[self._cid(c)]) for c in text) / 1000
-
-    def resource(self, writer: BasePdfFileWriter) -> generic.IndirectObject:
-        """The Type0 font: a CIDFontType2 with the subset embedded (FontFile2), ToUnicode."""
-        face = self.face
-        gids = face.closure(self.gids)
-        program = face.subset(gids)
-        tag = "".join(chr(65 + b % 26) for b in hashes.digest(hashes.HashAlgorithm.SHA256,
-                                                                program)[:6])
-        name = generic.NameObject(f"/{tag}+{face.name}")
-        font_file = generic.StreamObject(_dictionary({"/Length1": _num(len(program))}),
-                                         stream_data=program)
-        font_file.compress()  # type: ignore[no-untyped-call]
-        descriptor = _dictionary({
-            "/Type": generic.NameObject("/FontDescriptor"), "/FontName": name,
-            "/Flags": _num(4), "/FontBBox": generic.ArrayObject(_num(v) for v in face.bbox),
-            "/ItalicAngle": _num(0), "/Ascent": _num(face.ascent),
-            "/Descent": _num(face.descent), "/CapHeight": _num(face.cap_height),
-            "/StemV": _num(80), "/FontFile2": writer.add_object(font_file)})
-        widths = generic.ArrayObject(_num(round(face.advance(g))) for g in gids)
-        cid_font = _dictionary({
-            "/Type": generic.NameObject("/Font"),
-            "/Subtype": generic.NameObject("/CIDFontType2"), "/BaseFont": name,
-            "/CIDSystemInfo": _dictionary({
-                "/Registry": generic.TextStringObject("Adobe"),
-                "/Ordering": generic.TextStringObject("Identity"), "/Supplement": _num(0)}),
-            "/FontDescriptor": writer.add_object(descriptor),
-            "/W": generic.ArrayObject([_num(0), widths]),
-            "/CIDToGIDMap": generic.NameObject("/Identity")})
-        to_unicode = generic.StreamObject(stream_data=self._to_unicode())
-        to_unicode.compress()  # type: ignore[no-untyped-call]
-        return writer.add_object(_dictionary({
-            "/Type": generic.NameObject("/Font"), "/Subtype": generic.NameObject("/Type0"),
-            "/BaseFont": name, "/Encoding": generic.NameObject("/Identity-H"),
-            "/DescendantFonts": generic.ArrayObject([writer.add_object(cid_font)]),
-            "/ToUnicode": writer.add_object(to_unicode)}))
-
-    def _to_unicode(self) -> bytes:
-        entries = [b"<%04X> <%s>" % (cid, char.encode("utf-16-be").hex().upper().encode())
-                   for cid, char in enumerate(self.chars) if char]
-        blocks = b"".join(b"%d beginbfchar\n" % len(entries[i:i + 100])
-                          + b"\n".join(entries[i:i + 100]) + b"\nendbfchar\n"
-                          for i in range(0, len(entries), 100))
-        return (b"/CIDInit /ProcSet findresource begin\n12 dict begin\nbegincmap\n"
-                b"/CIDSystemInfo << /Registry (Adobe) /Ordering (UCS) /Supplement 0 >> def\n"
-                b"/CMapName /Adobe-Identity-UCS def\n/CMapType 2 def\n"
-                b"1 begincodespacerange\n<0000> <FFFF>\nendcodespacerange\n" + blocks
-                + b"endcmap\nCMapName currentdict /CMap defineresource pop\nend\nend\n")
+    return CidFont(cjk_face(), _missing_glyph)
 
 
-def _num(value: int) -> generic.NumberObject:
-    return generic.NumberObject(value)  # type: ignore[no-untyped-call]
+def _missing_glyph(char: str, _where: str | None) -> InvalidAppearance:
+    return InvalidAppearance(f"the character {char!r} (U+{ord(char):04X}) is not in the CJK font")
 
 
-def _dictionary(entries: dict[str, Any]) -> generic.DictionaryObject:
-    result = generic.DictionaryObject()  # type: ignore[no-untyped-call]
-    for key, value in entries.items():
-        result[generic.NameObject(key)] = value
-    return result
 
 
 def _fit(source: tuple[float, float],

@@ -46,7 +46,6 @@ import io
 import json
 import math
 import re
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +56,10 @@ from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.writer import BasePdfFileWriter, PageObject, PdfFileWriter
 from pyhanko.sign import fields as pdf_fields
 
+from pdfsign._cidfont import CidFont
+from pdfsign._cidfont import dictionary as _dictionary
+from pdfsign._cidfont import number as _num
+from pdfsign._cidfont import stream as _stream
 from pdfsign._fonts import FontFace, cjk_face
 from pdfsign._images import PdfImage, decode_image
 from pdfsign.errors import TemplateError
@@ -366,88 +369,14 @@ def _text_block(data: object, where: str, page: tuple[float, float]) -> TextBloc
 # --- rendering ----------------------------------------------------------------------------------
 
 
-class _Font:
-    """The glyphs one document uses, numbered 1, 2... (0 is .notdef) in order of first use: that
-    number is both the CID in the content stream and the glyph id in the embedded subset."""
+def _missing_glyph(char: str, where: str | None) -> TemplateError:
+    return TemplateError(f"{where or 'text'}: the character {char!r} (U+{ord(char):04X}) is "
+                         "not in the font", where)
 
-    def __init__(self, face: FontFace) -> None:
-        self.face = face
-        self.cids: dict[str, int] = {}
-        self.gids = [0]
-        self.chars = [""]
 
-    def copy(self) -> _Font:
-        other = _Font(self.face)
-        other.cids, other.gids, other.chars = dict(self.cids), list(self.gids), list(self.chars)
-        return other
-
-    def cid(self, char: str, where: str | None) -> int:
-        cid = self.cids.get(char)
-        if cid is None:
-            gid = self.face.glyph(char)
-            if gid is None:
-                raise TemplateError(f"{where or 'text'}: the character {char!r} "
-                                    f"(U+{ord(char):04X}) is not in the font", where)
-            cid = self.cids[char] = len(self.gids)
-            self.gids.append(gid)
-            self.chars.append(char)
-        return cid
-
-    def width(self, text: str, size: float, where: str | None = None) -> float:
-        """The advance width of ``text`` at ``size`` (sum of the characters' advances)."""
-        face = self.face
-        return sum(face.advance(self.gids[self.cid(c, where)]) for c in text) * size / 1000
-
-    def encode(self, text: str, where: str | None) -> bytes:
-        return b"".join(b"%04X" % self.cid(char, where) for char in text)
-
-    def resource(self, writer: BasePdfFileWriter) -> generic.IndirectObject:
-        """The Type0 font dictionary with the subset embedded (FontFile2) and a ToUnicode map."""
-        gids = self.face.closure(self.gids)
-        program = self.face.subset(gids)
-        digest = hashlib.sha256(program).digest()
-        tag = "".join(chr(65 + b % 26) for b in digest[:6])
-        name = generic.NameObject(f"/{tag}+{self.face.name}")
-        font_file = _stream(program, {"/Length1": _num(len(program))})
-        descriptor = _dictionary({
-            "/Type": generic.NameObject("/FontDescriptor"), "/FontName": name,
-            "/Flags": _num(4),
-            "/FontBBox": generic.ArrayObject(_num(v) for v in self.face.bbox),
-            "/ItalicAngle": _num(0),
-            "/Ascent": _num(self.face.ascent),
-            "/Descent": _num(self.face.descent),
-            "/CapHeight": _num(self.face.cap_height),
-            "/StemV": _num(80),
-            "/FontFile2": writer.add_object(font_file)})
-        widths = generic.ArrayObject(_num(round(self.face.advance(g)))
-                                     for g in gids)
-        cid_font = _dictionary({
-            "/Type": generic.NameObject("/Font"), "/Subtype": generic.NameObject("/CIDFontType2"),
-            "/BaseFont": name, "/CIDSystemInfo": _dictionary({
-                "/Registry": generic.TextStringObject("Adobe"),
-                "/Ordering": generic.TextStringObject("Identity"),
-                "/Supplement": _num(0)}),
-            "/FontDescriptor": writer.add_object(descriptor),
-            "/W": generic.ArrayObject([_num(0), widths]),
-            "/CIDToGIDMap": generic.NameObject("/Identity")})
-        font = _dictionary({
-            "/Type": generic.NameObject("/Font"), "/Subtype": generic.NameObject("/Type0"),
-            "/BaseFont": name, "/Encoding": generic.NameObject("/Identity-H"),
-            "/DescendantFonts": generic.ArrayObject([writer.add_object(cid_font)]),
-            "/ToUnicode": writer.add_object(_stream(self._to_unicode(), {}))})
-        return writer.add_object(font)
-
-    def _to_unicode(self) -> bytes:
-        entries = [b"<%04X> <%s>" % (cid, char.encode("utf-16-be").hex().upper().encode())
-                   for cid, char in enumerate(self.chars) if char]
-        blocks = b"".join(b"%d beginbfchar\n" % len(entries[i:i + 100])
-                          + b"\n".join(entries[i:i + 100]) + b"\nendbfchar\n"
-                          for i in range(0, len(entries), 100))
-        return (b"/CIDInit /ProcSet findresource begin\n12 dict begin\nbegincmap\n"
-                b"/CIDSystemInfo << /Registry (Adobe) /Ordering (UCS) /Supplement 0 >> def\n"
-                b"/CMapName /Adobe-Identity-UCS def\n/CMapType 2 def\n"
-                b"1 begincodespacerange\n<0000> <FFFF>\nendcodespacerange\n" + blocks
-                + b"endcmap\nCMapName currentdict /CMap defineresource pop\nend\nend\n")
+def _template_font(face: FontFace) -> CidFont:
+    """The CJK font of one document (or one filled form): a missing glyph names the field."""
+    return CidFont(face, _missing_glyph)
 
 
 def _image_xobject(writer: BasePdfFileWriter, image: PdfImage) -> generic.StreamObject:
@@ -466,30 +395,12 @@ def _image_xobject(writer: BasePdfFileWriter, image: PdfImage) -> generic.Stream
     return generic.StreamObject(_dictionary(entries), encoded_data=image.data)
 
 
-def _num(value: int) -> generic.NumberObject:
-    return generic.NumberObject(value)  # type: ignore[no-untyped-call]
-
-
-def _dictionary(entries: Mapping[str, generic.PdfObject]) -> generic.DictionaryObject:
-    result = generic.DictionaryObject()  # type: ignore[no-untyped-call]
-    for key, value in entries.items():
-        result[generic.NameObject(key)] = value
-    return result
-
-
-def _stream(data: bytes, entries: Mapping[str, generic.PdfObject]) -> generic.StreamObject:
-    """A Flate-compressed stream.  Level 1: measured on the sample e-prescription, level 6
-    halves the render rate for 4 % fewer bytes."""
-    header = _dictionary({**entries, "/Filter": generic.NameObject("/FlateDecode")})
-    return generic.StreamObject(header, encoded_data=zlib.compress(data, 1))
-
-
 class _Canvas:
-    """A content stream drawn with one CJK font (:class:`_Font`, subset-embedded)."""
+    """A content stream drawn with one CJK font (a subset-embedded ``CidFont``)."""
 
     FONT = "/F1"
 
-    def __init__(self, font: _Font, ops: list[bytes] | None = None) -> None:
+    def __init__(self, font: CidFont, ops: list[bytes] | None = None) -> None:
         self.font = font
         self.ops: list[bytes] = list(ops or [])
         self.images: list[PdfImage] = []
@@ -540,7 +451,7 @@ def _wrap(canvas: _Canvas, text: str, width: float, size: float, where: str) -> 
     return _wrap_text(canvas.font, text, width, size, where)
 
 
-def _wrap_text(font: _Font, text: str, width: float, size: float, where: str) -> list[str]:
+def _wrap_text(font: CidFont, text: str, width: float, size: float, where: str) -> list[str]:
     """``text`` broken into lines at most ``width`` wide (at any character: Chinese has no
     spaces between words)."""
     lines: list[str] = []
@@ -746,7 +657,7 @@ class Template:
         labels, lines, table grids), drawn once and kept: a render copies it and adds values."""
         cached: _Canvas | None = self.__dict__.get("_frame_canvas")
         if cached is None:
-            cached = _Canvas(_Font(cjk_face()))
+            cached = _Canvas(_template_font(cjk_face()))
             if self.title:
                 self._block(cached, self.title)
             for block in self.texts:
