@@ -15,7 +15,6 @@ fixed ``signature`` given: the two halves of a split-key signature (:mod:`pdfsig
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -144,7 +143,10 @@ class CallableTimeStamper(TimeStamper):
 
     async def async_request_tsa_response(self, req: tsp.TimeStampReq) -> Any:
         try:
-            der = await asyncio.to_thread(self._request, bytes(req.dump()))
+            # Called on the loop's thread: pdfsign runs one signature per event loop
+            # (asyncio.run in sign_pdf / finish), so nothing else waits, and a worker thread
+            # per signature (a new executor per loop) cost more than most in-process TSAs.
+            der = self._request(bytes(req.dump()))
             response = _TimeStampResp.load(bytes(der))
             # Parse the status here (not .native of it all: that makes asn1crypto re-encode
             # the token on dump, which need not reproduce the signed bytes).
