@@ -15,6 +15,7 @@ from pdfsign.appearance import (
     Strokes,
     empty_signature_fields,
     load_image,
+    render_strokes_png,
     signature_order,
     signature_slots,
 )
@@ -92,6 +93,7 @@ __all__ = [
     "make_timestamper",
     "open_pdf",
     "prepare_pdf",
+    "render_strokes_png",
     "sign_pdf",
     "signature_order",
     "signature_slots",

@@ -23,7 +23,6 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from PIL import Image, ImageDraw
 from sqlalchemy import insert, select
 
 import pdfsign
@@ -37,7 +36,6 @@ MAX_POINTS = 20_000
 MAX_SIDE = 4096
 MAX_T_MS = 10 * 60 * 1000
 RENDER_WIDTH = 600  # pixels of the stored PNG; the height follows the pad's aspect ratio
-SUPERSAMPLE = 4
 AuditHook = Callable[[str, str, str, str, dict[str, Any]], object]
 
 Point = tuple[float, float, float, float]  # x, y, t, p
@@ -92,25 +90,14 @@ def parse_drawing(body: Mapping[str, Any]) -> Drawing:
 
 
 def _pen(pressure: float, scale: float) -> float:
-    """Line width from pressure: 1.5 to 5 px at the stored size."""
+    """Line width from pressure: 1.5 to 5 px at the stored size (as pdfsign draws it)."""
     return (1.5 + 3.5 * pressure) * scale
 
 
 def render_png(drawing: Drawing, width: int = RENDER_WIDTH) -> bytes:
-    """Black ink on a transparent background, anti-aliased by drawing at SUPERSAMPLE x."""
-    height = max(1, round(width * drawing.height / drawing.width))
-    big = Image.new("LA", (width * SUPERSAMPLE, height * SUPERSAMPLE), (0, 0))
-    pen = ImageDraw.Draw(big)
-    sx, sy = width * SUPERSAMPLE, height * SUPERSAMPLE
-    for stroke in drawing.strokes:
-        for (x0, y0, _t0, p0), (x1, y1, _t1, p1) in itertools.pairwise(stroke):
-            line = _pen((p0 + p1) / 2, SUPERSAMPLE)
-            pen.line([(x0 * sx, y0 * sy), (x1 * sx, y1 * sy)], fill=(0, 255),
-                     width=max(1, round(line)))
-        for x, y, _t, p in stroke:  # round caps and joins, and single-point dots
-            r = _pen(p, SUPERSAMPLE) / 2
-            pen.ellipse([x * sx - r, y * sy - r, x * sx + r, y * sy + r], fill=(0, 255))
-    image = big.resize((width, height), Image.Resampling.LANCZOS)
+    """Black ink on a transparent background: the same ink as the signature appearance
+    (``pdfsign.render_strokes_png`` of the normalized strokes)."""
+    image = pdfsign.render_strokes_png(to_strokes(drawing), width)
     out = io.BytesIO()
     image.save(out, format="PNG", optimize=True)
     return out.getvalue()
