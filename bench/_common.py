@@ -129,3 +129,18 @@ def ratio(row: Row, rows: Sequence[Row]) -> float | None:
     """Operations per second of ``row`` over those of its baseline row (None: no baseline)."""
     base = next((r for r in rows if r.operation == row.baseline), None)
     return row.per_second / base.per_second if base else None
+
+
+def ratio_table(rows: Sequence[Row], width: int) -> list[str]:
+    """The operations table (per second, ratio to the baseline) and one line per ratio."""
+    lines = [f"{'operation':<{width}}{'per second':>12}{'vs raw sign':>13}"]
+    for row in rows:
+        value = ratio(row, rows)
+        cell = f"{value:.3f}" if value is not None else "-"
+        lines.append(f"{row.operation:<{width}}{row.per_second:>12,.1f}{cell:>13}")
+    lines.append("")
+    for row in rows:
+        value = ratio(row, rows)
+        if value is not None:
+            lines.append(f"ratio {row.operation} / {row.baseline}: {value:.3f}")
+    return lines

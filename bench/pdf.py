@@ -56,6 +56,7 @@ from _common import (
     parse_single_core,
     pin_to_cpu,
     ratio,
+    ratio_table,
     single_core_arguments,
 )
 
@@ -427,16 +428,7 @@ def render(rows: Sequence[Row], benches: Sequence[PdfBench], info: RunInfo,
              f"  {info.scope}"]
     lines += [f"  {name}: {version}" for name, version in info.versions.items()]
     lines += ["  sizes: " + ", ".join(f"{k} {v}" for k, v in info.sizes.items()), ""]
-    lines.append(f"{'operation':<40}{'per second':>12}{'vs raw sign':>13}")
-    for row in rows:
-        value = ratio(row, rows)
-        cell = f"{value:.3f}" if value is not None else "-"
-        lines.append(f"{row.operation:<40}{row.per_second:>12,.1f}{cell:>13}")
-    lines.append("")
-    for row in rows:
-        value = ratio(row, rows)
-        if value is not None:
-            lines.append(f"ratio {row.operation} / {row.baseline}: {value:.3f}")
+    lines += ratio_table(rows, 40)
     lines += ["", *goal_lines(rows, benches), *memory_lines(memory)]
     return "\n".join(lines)
 

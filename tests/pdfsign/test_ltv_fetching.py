@@ -9,7 +9,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import http.server
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -21,6 +20,7 @@ from signcore.keys import PrivateKey, generate_private_key
 from signcore.x509 import Certificate, Extensions, build_crl, issue_certificate
 from tests.pdfsign.pdfs import minimal_pdf
 from tests.pdfsign.tsa import TestTSA
+from tests.support.loopback_http import serve_loopback
 from tests.support.pki import TestPKI, cached_pki
 
 _HOUR = dt.timedelta(hours=1)
@@ -73,15 +73,8 @@ def _serving(responder: _Responder) -> Iterator[str]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serve_loopback(Handler) as url:
+        yield url
 
 
 def _hierarchy(key_type: str, base: str) -> TestPKI:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import contextlib
 import http.server
 import itertools
-import threading
 from collections.abc import Iterator
 
 from signcore import tsp
+from tests.support.loopback_http import serve_loopback
 from tests.support.pki import TestPKI
 
 __all__ = ["TEST_POLICY", "TestTSA", "http_tsa"]
@@ -55,12 +55,5 @@ def http_tsa(tsa: TestTSA) -> Iterator[str]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/tsa"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serve_loopback(Handler) as url:
+        yield url + "/tsa"
