@@ -773,8 +773,8 @@ def _fit_image(canvas: _Canvas, field: Field, image: PdfImage) -> None:
 def stable_document_id(writer: BasePdfFileWriter, ref: str, values: Mapping[str, Any],
                        slot_names: Sequence[str], *, keep_first: bool = False) -> None:
     """Derive the trailer ``/ID`` from what the document is made of instead of pyHanko's random
-    bytes: the same template, values and slots give the same file, so a retried request
-    (``Idempotency-Key``) sends the same document again.  ``keep_first``: an incremental update
+    bytes: the same template, values and slots give the same document identifier (the file
+    differs only by its ``/ModDate``, the render time).  ``keep_first``: an incremental update
     keeps the original's first part (ISO 32000 14.4)."""
     material = json.dumps({"template": ref, "values": values, "slots": list(slot_names)},
                           sort_keys=True, ensure_ascii=False, default=str).encode()

@@ -223,9 +223,12 @@ class SignRequestService:
 
     # -- the backend's side
 
-    def create(self, actor: Actor, body: Mapping[str, Any],
-               idempotency_key: str | None) -> tuple[dict[str, Any], bool]:
-        """Register a request; (its JSON, whether it was created now)."""
+    def create(self, actor: Actor, body: Mapping[str, Any], idempotency_key: str | None, *,
+               identity: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], bool]:
+        """Register a request; (its JSON, whether it was created now).  A retry with the same
+        ``idempotency_key`` must carry the same ``identity`` (default: the body itself) —
+        callers that build the body (a rendered template, whose PDF carries the render time)
+        name what the client asked for instead."""
         fmt = body.get("format", "cms-detached")
         flavour = body.get("flavour", "rfc5652")
         if fmt not in FORMATS:
@@ -249,7 +252,7 @@ class SignRequestService:
                 and idempotency_key.isprintable()):
             raise ValidationFailed("Idempotency-Key: 1 to 128 printable ASCII characters")
         level = self._pades_level(body.get("level"), fmt)
-        fingerprint = sm3(_canonical(dict(body))).hex()
+        fingerprint = sm3(_canonical(dict(body if identity is None else identity))).hex()
         now = self._clock()
         request_id = str(uuid.uuid4())
         with self._db.transaction() as conn:

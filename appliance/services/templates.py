@@ -424,7 +424,11 @@ class TemplateService:
             "name": f"{title or rendered.template}.pdf"[:200],
             "media_type": "application/pdf",
             "content": base64.b64encode(rendered.pdf).decode()}]}
-        answer, created = self._sign_requests.create(actor, body, idempotency_key)
+        # The PDF carries its render time (/ModDate), so a retry is the same request when it
+        # asks for the same template version, values and request — not the same bytes.
+        identity = {"template": rendered.template, "values": values, "sign_request": request}
+        answer, created = self._sign_requests.create(actor, body, idempotency_key,
+                                                     identity=identity)
         return {**answer, "template": rendered.template}, created
 
     # -- demo data

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -177,8 +178,14 @@ def test_render_into_a_sign_request_signed_in_the_slots(hospital: Hospital,
     created = hospital.backend("POST", "/api/v1/documents/render", body, key)
     assert created.status_code == 201
     request = created.json
+    time.sleep(1.05)  # the retry's PDF has another /ModDate: still the same request
     retried = hospital.backend("POST", "/api/v1/documents/render", body, key)
     assert retried.status_code == 200 and retried.json["id"] == request["id"]
+    changed = {**body, "values": {**VALUES, "patient_name": "李四"}}
+    with pytest.raises(ApiError) as conflict:
+        hospital.backend("POST", "/api/v1/documents/render", changed, key)
+    assert (conflict.value.status, conflict.value.problem["code"]) == (409,
+                                                                        "idempotency-conflict")
     assert request["template"] == "e-prescription@1" and request["status"] == "pending"
     doctor.sign([doctor.tasks()[0]["id"]])
     pharmacist.sign([pharmacist.tasks()[0]["id"]])
