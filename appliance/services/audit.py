@@ -55,7 +55,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TextIO
 
-from sqlalchemy import Connection, Row, func, insert, select, text
+from sqlalchemy import Connection, Row, bindparam, func, insert, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from appliance.config import AuditConfig
@@ -97,6 +97,9 @@ __all__ = [
 LOG = logging.getLogger("medsign.audit")
 T = schema.audit_log
 C = schema.audit_checkpoints
+# Built once: every append runs them (building a statement costs more than executing it).
+_LAST_SEQ = select(func.max(T.c.seq))
+_LAST_NODE_SEQ = select(func.max(T.c.node_seq)).where(T.c.node_id == bindparam("node_id"))
 W = schema.wrapped_keys
 CATEGORIES = ("login", "signature", "data", "system")
 SIGNING_PURPOSE = "audit-signing"
@@ -542,9 +545,8 @@ class AuditLog:
 
     def _insert(self, conn: Connection, entries: list[tuple[Entry, str]]) -> list[int]:
         self._serialize(conn)
-        last = conn.execute(select(func.max(T.c.seq))).scalar()
-        last_node = conn.execute(select(func.max(T.c.node_seq))
-                                 .where(T.c.node_id == self.config.node_id)).scalar()
+        last = conn.execute(_LAST_SEQ).scalar()
+        last_node = conn.execute(_LAST_NODE_SEQ, {"node_id": self.config.node_id}).scalar()
         first = 0 if last is None else last + 1
         node_first = 0 if last_node is None else last_node + 1
         now = dt.datetime.now(dt.UTC)

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from appliance.custody import KeyHolder, Keyring
@@ -59,6 +59,9 @@ from signcore.x509 import (
 A = schema.ca_authorities
 C = schema.certificates
 T = schema.trust_anchors
+# Built once: every signature reads its certificate (building a statement costs more than
+# executing it).
+_CERTIFICATE_BY_ID = select(C).where(C.c.id == bindparam("certificate_id"))
 W = schema.wrapped_keys
 
 CRL_REFRESH = dt.timedelta(hours=1)  # a full CRL older than this is republished when read
@@ -406,7 +409,8 @@ class CaService:
         row = None
         if 0 < certificate_id <= MAX_ID:
             with self._db.engine.connect() as conn:
-                row = conn.execute(select(C).where(C.c.id == certificate_id)).first()
+                row = conn.execute(_CERTIFICATE_BY_ID, {"certificate_id": certificate_id}
+                                   ).first()
         if row is None:
             raise NotFound(f"没有编号为 {certificate_id} 的证书")
         return certificate_info(row)

@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, insert, select, update
 
 import pdfsign
 from appliance.errors import ApplianceError, Conflict, NotFound, ValidationFailed
@@ -68,6 +68,46 @@ MAX_AUTO_SIGN = dt.timedelta(hours=24)
 MAX_AUTO_SIGN_COUNT = 1000
 MAX_REASON = 500
 AuditHook = Callable[[str, str, str, str, dict[str, Any]], object]
+
+# The statements of the signing path, built once: building one costs about four times what
+# executing it does (SQLAlchemy's coercions and cache key), and a co-signature runs some
+# thirty of them.  ``expanding`` parameters take a list.
+_REQUEST = select(R).where(R.c.id == bindparam("request_id"))
+_REQUEST_DOCS = select(DOC.c.idx, DOC.c.name, DOC.c.media_type, DOC.c.size, DOC.c.digest,
+                       DOC.c.digest_algorithm, DOC.c.request_id).where(
+    DOC.c.request_id.in_(bindparam("request_ids", expanding=True))).order_by(
+    DOC.c.request_id, DOC.c.idx)
+_REQUEST_TASKS = select(T).where(T.c.request_id == bindparam("request_id")).order_by(T.c.step)
+_SIGNERS_STATUS = select(SG.c.id, SG.c.status).where(
+    SG.c.id.in_(bindparam("signer_ids", expanding=True)))
+_DUE_OF_SIGNER = select(R.c.id).join(T, T.c.request_id == R.c.id).where(
+    T.c.signer_id == bindparam("signer_id"), R.c.status == "pending",
+    R.c.expires_at <= bindparam("now"))
+_TASK_VIEW = select(T, R.c.title, R.c.format, R.c.expires_at, R.c.created_at).join(
+    R, R.c.id == T.c.request_id)
+_TASKS_OF_SIGNER = _TASK_VIEW.where(T.c.signer_id == bindparam("signer_id")).order_by(
+    R.c.created_at, T.c.id).limit(500)
+_TASKS_OF_SIGNER_BY_STATUS = _TASK_VIEW.where(
+    T.c.signer_id == bindparam("signer_id"), T.c.status == bindparam("status")).order_by(
+    R.c.created_at, T.c.id).limit(500)
+_TASKS_TO_SIGN = select(T, R.c.format, R.c.flavour, R.c.pades_level,
+                        R.c.status.label("r_status"), R.c.expires_at).join(
+    R, R.c.id == T.c.request_id).where(T.c.id.in_(bindparam("task_ids", expanding=True)))
+_DOCUMENTS_OF = select(DOC).where(
+    DOC.c.request_id.in_(bindparam("request_ids", expanding=True))).order_by(
+    DOC.c.request_id, DOC.c.idx)
+_TASK_SIGNED = update(T).where(T.c.id == bindparam("task_id"), T.c.status == "pending")
+_TASK_PLACE = select(T.c.request_id, T.c.step).where(T.c.id == bindparam("task_id"))
+_DOC_WHERE = (DOC.c.request_id == bindparam("doc_request"), DOC.c.idx == bindparam("doc_idx"))
+_DOC_SIGNATURE = select(DOC.c.signature).where(*_DOC_WHERE)
+_SET_DOC_SIGNATURE = update(DOC).where(*_DOC_WHERE).values(signature=bindparam("signed"))
+_STEP_TASK = select(T).where(T.c.request_id == bindparam("request_id"),
+                             T.c.step == bindparam("step"))
+_TASK_PENDING = update(T).where(T.c.id == bindparam("task_id")).values(status="pending")
+_REQUEST_TOUCHED = update(R).where(R.c.id == bindparam("request_id"))
+_INSERT_MESSAGE = insert(M)
+_GRANTS_OF_SIGNER = select(G).where(G.c.signer_id == bindparam("signer_id")).order_by(
+    G.c.created_at.desc()).limit(50)
 #: (signer id, step, signing time, the PDF) -> the visible appearance of a PAdES signature
 AppearanceSource = Callable[[int, int, dt.datetime, bytes], "pdfsign.Appearance | None"]
 
@@ -192,6 +232,18 @@ def _steps(items: Any) -> list[tuple[int, str]]:
     return steps
 
 
+def _task_json(row: Row[Any], docs: Sequence[Row[Any]]) -> dict[str, Any]:
+    """A task as the phone's task list shows it, with its documents' descriptions."""
+    return {"id": row.id, "request_id": row.request_id, "title": row.title,
+            "action": row.action, "status": row.status, "step": row.step,
+            "format": row.format, "created_at": _iso(row.created_at),
+            "expires_at": _iso(row.expires_at), "reason": row.reason,
+            "auto_sign_id": row.auto_sign_id, "finished_at": _iso(row.finished_at),
+            "documents": [{"index": d.idx, "name": d.name, "media_type": d.media_type,
+                           "size": d.size, "sm3": bytes(d.digest).hex(),
+                           "preview": d.size is not None} for d in docs]}
+
+
 def _iso(value: dt.datetime | None) -> str | None:
     return aware(value).isoformat() if value is not None else None
 
@@ -265,12 +317,12 @@ class SignRequestService:
                         raise IdempotencyConflict("该 Idempotency-Key 已用于内容不同的请求")
                     return self._json(conn, earlier.id), False
             self._check_signers(conn, steps)
-            conn.execute(insert(R).values(
-                id=request_id, application_id=actor.id, idempotency_key=idempotency_key,
-                fingerprint=fingerprint, title=title, format=fmt, flavour=flavour,
-                pades_level=level, status="pending", callback_url=callback,
-                expires_at=now + dt.timedelta(seconds=expires_in), created_at=now,
-                updated_at=now))
+            conn.execute(insert(R), {
+                "id": request_id, "application_id": actor.id,
+                "idempotency_key": idempotency_key, "fingerprint": fingerprint, "title": title,
+                "format": fmt, "flavour": flavour, "pades_level": level, "status": "pending",
+                "callback_url": callback, "expires_at": now + dt.timedelta(seconds=expires_in),
+                "created_at": now, "updated_at": now})
             conn.execute(insert(DOC), [
                 {"request_id": request_id, "idx": i, "name": d.name, "media_type": d.media_type,
                  "content": d.content, "size": len(d.content) if d.content is not None else None,
@@ -311,7 +363,7 @@ class SignRequestService:
 
     def _check_signers(self, conn: Connection, steps: Sequence[tuple[int, str]]) -> None:
         ids = {s for s, _ in steps}
-        rows = conn.execute(select(SG.c.id, SG.c.status).where(SG.c.id.in_(ids))).all()
+        rows = conn.execute(_SIGNERS_STATUS, {"signer_ids": sorted(ids)}).all()
         active = {r.id for r in rows if r.status == "active"}
         missing = sorted(ids - active)
         if missing:
@@ -382,12 +434,9 @@ class SignRequestService:
         return row
 
     def _json(self, conn: Connection, request_id: str) -> dict[str, Any]:
-        row = conn.execute(select(R).where(R.c.id == request_id)).one()
-        docs = conn.execute(select(DOC.c.idx, DOC.c.name, DOC.c.media_type, DOC.c.size,
-                                   DOC.c.digest, DOC.c.digest_algorithm)
-                            .where(DOC.c.request_id == request_id).order_by(DOC.c.idx)).all()
-        tasks = conn.execute(select(T).where(T.c.request_id == request_id)
-                             .order_by(T.c.step)).all()
+        row = conn.execute(_REQUEST, {"request_id": request_id}).one()
+        docs = conn.execute(_REQUEST_DOCS, {"request_ids": [request_id]}).all()
+        tasks = conn.execute(_REQUEST_TASKS, {"request_id": request_id}).all()
         return {
             "id": row.id, "status": row.status, "title": row.title, "format": row.format,
             "flavour": row.flavour, "idempotency_key": row.idempotency_key,
@@ -423,42 +472,36 @@ class SignRequestService:
 
     def tasks(self, signer_id: int, status: str | None = "pending") -> list[dict[str, Any]]:
         with self._db.engine.connect() as conn:
-            due = [r.id for r in conn.execute(
-                select(R.c.id).join(T, T.c.request_id == R.c.id).where(
-                    T.c.signer_id == signer_id, R.c.status == "pending",
-                    R.c.expires_at <= self._clock())).all()]
+            due = [r.id for r in conn.execute(_DUE_OF_SIGNER, {
+                "signer_id": signer_id, "now": self._clock()}).all()]
         for request_id in due:
             self._expire_if_due(request_id)
-        query = select(T, R.c.title, R.c.format, R.c.expires_at, R.c.created_at) \
-            .join(R, R.c.id == T.c.request_id).where(T.c.signer_id == signer_id)
-        if status is not None:
-            query = query.where(T.c.status == status)
         with self._db.engine.connect() as conn:
-            rows = conn.execute(query.order_by(R.c.created_at, T.c.id).limit(500)).all()
-            return [self._task_json(conn, r) for r in rows]
+            if status is None:
+                rows = conn.execute(_TASKS_OF_SIGNER, {"signer_id": signer_id}).all()
+            else:
+                rows = conn.execute(_TASKS_OF_SIGNER_BY_STATUS, {"signer_id": signer_id,
+                                                                 "status": status}).all()
+            docs = self._documents_by_request(conn, [r.request_id for r in rows])
+        return [_task_json(r, docs.get(r.request_id, [])) for r in rows]
 
     def task(self, signer_id: int, task_id: str) -> dict[str, Any]:
         with self._db.engine.connect() as conn:
-            row = conn.execute(select(T, R.c.title, R.c.format, R.c.expires_at, R.c.created_at)
-                               .join(R, R.c.id == T.c.request_id)
-                               .where(T.c.id == task_id)).first()
+            row = conn.execute(_TASK_VIEW.where(T.c.id == task_id)).first()
             if row is None or row.signer_id != signer_id:
                 raise NotFound("没有这个签名任务")
-            return self._task_json(conn, row)
+            docs = self._documents_by_request(conn, [row.request_id])
+        return _task_json(row, docs.get(row.request_id, []))
 
-    def _task_json(self, conn: Connection, row: Row[Any]) -> dict[str, Any]:
-        docs = conn.execute(select(DOC.c.idx, DOC.c.name, DOC.c.media_type, DOC.c.size,
-                                   DOC.c.digest)
-                            .where(DOC.c.request_id == row.request_id)
-                            .order_by(DOC.c.idx)).all()
-        return {"id": row.id, "request_id": row.request_id, "title": row.title,
-                "action": row.action, "status": row.status, "step": row.step,
-                "format": row.format, "created_at": _iso(row.created_at),
-                "expires_at": _iso(row.expires_at), "reason": row.reason,
-                "auto_sign_id": row.auto_sign_id, "finished_at": _iso(row.finished_at),
-                "documents": [{"index": d.idx, "name": d.name, "media_type": d.media_type,
-                               "size": d.size, "sm3": bytes(d.digest).hex(),
-                               "preview": d.size is not None} for d in docs]}
+    @staticmethod
+    def _documents_by_request(conn: Connection, request_ids: Sequence[str]
+                              ) -> dict[str, list[Any]]:
+        """The documents' descriptions (not their content) of these requests, in one query."""
+        found: dict[str, list[Any]] = {}
+        if request_ids:
+            for doc in conn.execute(_REQUEST_DOCS, {"request_ids": sorted(set(request_ids))}):
+                found.setdefault(doc.request_id, []).append(doc)
+        return found
 
     def document(self, signer_id: int, task_id: str, index: int) -> tuple[str, bytes]:
         """A document of one of the signer's tasks, to show before signing."""
@@ -502,11 +545,7 @@ class SignRequestService:
         certificate, chain, info = self._keys.signing_material(key)
         now = self._clock()
         with self._db.engine.connect() as conn:
-            rows = conn.execute(select(T, R.c.format, R.c.flavour, R.c.pades_level,
-                                       R.c.status.label("r_status"),
-                                       R.c.expires_at)
-                                .join(R, R.c.id == T.c.request_id)
-                                .where(T.c.id.in_(list(task_ids)))).all()
+            rows = conn.execute(_TASKS_TO_SIGN, {"task_ids": list(task_ids)}).all()
             found = {r.id: r for r in rows if r.signer_id == signer_id}
             unknown = [t for t in task_ids if t not in found]
             if unknown:
@@ -515,8 +554,11 @@ class SignRequestService:
                 if row.status != "pending" or row.r_status != "pending" or \
                         aware(row.expires_at) <= now:
                     raise NotPending(f"签名任务 {row.id} 当前不可签（{row.status}）")
-            docs = {t: conn.execute(select(DOC).where(DOC.c.request_id == found[t].request_id)
-                                    .order_by(DOC.c.idx)).all() for t in task_ids}
+            by_request: dict[str, list[Row[Any]]] = {}
+            for doc in conn.execute(_DOCUMENTS_OF, {"request_ids": sorted(
+                    {r.request_id for r in found.values()})}):
+                by_request.setdefault(doc.request_id, []).append(doc)
+        docs = {t: by_request.get(found[t].request_id, []) for t in task_ids}
         items, digests = self._prepare(task_ids, found, docs, (certificate, chain), now)
         if len(digests) > MAX_ITEMS:
             raise ValidationFailed(f"一次最多签署 {MAX_ITEMS} 份文档")
@@ -636,14 +678,13 @@ class SignRequestService:
         task_requests: dict[str, str] = {}
         task_steps: dict[str, int] = {}
         for task_id in task_ids:
-            changed = conn.execute(update(T).where(T.c.id == task_id, T.c.status == "pending")
-                                   .values(status="signed", device_id=session.device_id,
-                                           certificate_id=key.certificate_id,
-                                           auto_sign_id=grant, finished_at=now,
-                                           signatures=json.dumps(raw[task_id]))).rowcount
+            changed = conn.execute(_TASK_SIGNED, {
+                "task_id": task_id, "status": "signed", "device_id": session.device_id,
+                "certificate_id": key.certificate_id, "auto_sign_id": grant,
+                "finished_at": now, "signatures": json.dumps(raw[task_id])}).rowcount
             if changed != 1:
                 raise NotPending(f"签名任务 {task_id} 已不在待签状态")
-            task = conn.execute(select(T.c.request_id, T.c.step).where(T.c.id == task_id)).one()
+            task = conn.execute(_TASK_PLACE, {"task_id": task_id}).one()
             requests[task.request_id] = int(task.step)
             task_requests[task_id] = task.request_id
             task_steps[task_id] = int(task.step)
@@ -678,33 +719,32 @@ class SignRequestService:
         if item.get("pdf") is not None:  # PAdES: the signed PDF replaces the previous one
             if signed_pdf is None:
                 signed_pdf = self._signed_pdf(item, signature)
-            task = conn.execute(select(T.c.request_id).where(T.c.id == item["task"])).one()
-            conn.execute(update(DOC).where(DOC.c.request_id == task.request_id,
-                                           DOC.c.idx == item["doc"])
-                         .values(signature=signed_pdf))
+            task = conn.execute(_TASK_PLACE, {"task_id": item["task"]}).one()
+            conn.execute(_SET_DOC_SIGNATURE, {"doc_request": task.request_id,
+                                              "doc_idx": item["doc"], "signed": signed_pdf})
             return
         prepared = cms.PreparedSignature.from_dict(item["prepared"])
         signed = prepared.finish(signature)
-        task = conn.execute(select(T.c.request_id).where(T.c.id == item["task"])).one()
-        where = (DOC.c.request_id == task.request_id, DOC.c.idx == item["doc"])
-        existing = conn.execute(select(DOC.c.signature).where(*where)).one().signature
+        task = conn.execute(_TASK_PLACE, {"task_id": item["task"]}).one()
+        where = {"doc_request": task.request_id, "doc_idx": item["doc"]}
+        existing = conn.execute(_DOC_SIGNATURE, where).one().signature
         combined = signed if existing is None else cms.add_signer(bytes(existing), signed)
-        conn.execute(update(DOC).where(*where).values(signature=combined))
+        conn.execute(_SET_DOC_SIGNATURE, {**where, "signed": combined})
 
     def _advance(self, conn: Connection, request_id: str, step: int,
                  now: dt.datetime) -> tuple[str, bool]:
         """After a step was signed: the next step's task becomes pending, or the request is
         completed.  The request's status, and whether a webhook event was enqueued."""
-        row = conn.execute(select(R).where(R.c.id == request_id)).one()
-        following = conn.execute(select(T.c.id).where(T.c.request_id == request_id,
-                                                      T.c.step == step + 1)).first()
+        row = conn.execute(_REQUEST, {"request_id": request_id}).one()
+        following = conn.execute(_STEP_TASK, {"request_id": request_id,
+                                              "step": step + 1}).first()
         if following is not None:
-            conn.execute(update(T).where(T.c.id == following.id).values(status="pending"))
-            conn.execute(update(R).where(R.c.id == request_id).values(updated_at=now))
-            self._notify_step(conn, request_id, step + 1, row.title, now)
+            conn.execute(_TASK_PENDING, {"task_id": following.id})
+            conn.execute(_REQUEST_TOUCHED, {"request_id": request_id, "updated_at": now})
+            self._notify(conn, following, row.title, now)
             return "pending", False
-        conn.execute(update(R).where(R.c.id == request_id).values(
-            status="completed", finished_at=now, updated_at=now))
+        conn.execute(_REQUEST_TOUCHED, {"request_id": request_id, "status": "completed",
+                                        "finished_at": now, "updated_at": now})
         if row.callback_url:
             self._webhooks.enqueue(conn, application_id=int(row.application_id),
                                    url=row.callback_url, event_type="sign_request.completed",
@@ -778,8 +818,7 @@ class SignRequestService:
 
     def auto_sign_grants(self, signer_id: int) -> list[dict[str, Any]]:
         with self._db.engine.connect() as conn:
-            rows = conn.execute(select(G).where(G.c.signer_id == signer_id)
-                                .order_by(G.c.created_at.desc()).limit(50)).all()
+            rows = conn.execute(_GRANTS_OF_SIGNER, {"signer_id": signer_id}).all()
         return [self._grant_json(r) for r in rows]
 
     def _grant(self, grant_id: str) -> dict[str, Any]:
@@ -822,14 +861,17 @@ class SignRequestService:
 
     def _notify_step(self, conn: Connection, request_id: str, step: int, title: str,
                      now: dt.datetime) -> None:
-        task = conn.execute(select(T).where(T.c.request_id == request_id,
-                                            T.c.step == step)).first()
-        if task is None:
-            return
+        task = conn.execute(_STEP_TASK, {"request_id": request_id, "step": step}).first()
+        if task is not None:
+            self._notify(conn, task, title, now)
+
+    @staticmethod
+    def _notify(conn: Connection, task: Row[Any], title: str, now: dt.datetime) -> None:
+        """The message-center entry telling a task's signer it is their turn."""
         label = "待审核" if task.action == "review" else "待签名"
-        conn.execute(insert(M).values(signer_id=task.signer_id, kind="task",
-                                      title=f"{label}：{title or '签名请求'}", body="",
-                                      task_id=task.id, created_at=now))
+        conn.execute(_INSERT_MESSAGE, {"signer_id": task.signer_id, "kind": "task",
+                                       "title": f"{label}：{title or '签名请求'}", "body": "",
+                                       "task_id": task.id, "created_at": now})
 
     def messages(self, signer_id: int, *, unread_only: bool = False,
                  limit: int = 50) -> list[dict[str, Any]]:

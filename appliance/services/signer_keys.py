@@ -35,7 +35,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, insert, select, update
 
 from appliance.custody import KeyHolder
 from appliance.errors import (
@@ -67,6 +67,14 @@ from signcore.x509 import Certificate
 LOG = logging.getLogger("medsign.signer_keys")
 K = schema.signer_keys
 S = schema.signers
+# The statements of every co-signature, built once (building one costs about four times what
+# executing it does: SQLAlchemy's coercions and cache key).
+_KEY_BY_ID = select(K).where(K.c.id == bindparam("key_id"))
+_ACTIVE_KEY = select(K).where(K.c.signer_id == bindparam("signer_id"),
+                              K.c.device_id == bindparam("device_id"), K.c.status == "active")
+_PIN_OF_KEY = select(K.c.pin_wrapped, K.c.version).where(K.c.id == bindparam("key_id"))
+_PIN_SWAP = update(K).where(K.c.id == bindparam("key_id"),
+                            K.c.version == bindparam("expected_version"))
 PROFILES = {"doctor": "doctor-signing", "pharmacist": "pharmacist-signing",
             "nurse": "nurse-signing"}
 AuditHook = Callable[[str, str, str, str, dict[str, Any]], object]
@@ -101,6 +109,10 @@ class SignerKey:
     # The server's share, wrapped under the KEK, when the row was read whole: the co-sign
     # steps then unwrap it without reading the row a second time.
     share_wrapped: bytes | None = dataclasses.field(default=None, repr=False, compare=False)
+    # Likewise the PIN record as read with the row (wrapped, row version): the first PIN check
+    # of a co-sign round starts from it; a concurrent change is caught by the version.
+    pin_read: tuple[bytes, int] | None = dataclasses.field(default=None, repr=False,
+                                                           compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "status": self.status, "algorithm": self.algorithm,
@@ -109,10 +121,12 @@ class SignerKey:
 
 
 def _key(row: Row[Any]) -> SignerKey:
-    wrapped = row._mapping.get("share_wrapped")
+    columns = row._mapping
+    wrapped, pin = columns.get("share_wrapped"), columns.get("pin_wrapped")
     return SignerKey(row.id, int(row.signer_id), row.device_id, row.status,
                      bytes(row.public_key), row.certificate_id, aware(row.created_at),
-                     row.algorithm, bytes(wrapped) if wrapped is not None else None)
+                     row.algorithm, bytes(wrapped) if wrapped is not None else None,
+                     (bytes(pin), int(columns["version"])) if pin is not None else None)
 
 
 AfterCommit = Callable[[], None]
@@ -183,9 +197,8 @@ class SignerKeyService:
     def active_key(self, signer_id: int, device_id: str) -> SignerKey:
         """The signer's key on this phone that has a certificate."""
         with self._db.engine.connect() as conn:
-            row = conn.execute(select(K).where(K.c.signer_id == signer_id,
-                                               K.c.device_id == device_id,
-                                               K.c.status == "active")).first()
+            row = conn.execute(_ACTIVE_KEY, {"signer_id": signer_id,
+                                             "device_id": device_id}).first()
         if row is None or row.certificate_id is None:
             raise NoSigningKey("这台手机上还没有签名密钥和证书，请先完成密钥生成和证书申请")
         return _key(row)
@@ -403,9 +416,11 @@ class SignerKeyService:
     def _save(self, conn: Connection, session: StoredSession, state: dict[str, Any], *,
               done: bool, answer: Mapping[str, Any]) -> None:
         """Store the next state and, in the same transaction, the answer to the message being
-        handled (for a phone that lost it)."""
-        self._sessions.save(conn, session, state, done=done)
-        self._save_answer(conn, session, answer)
+        handled (for a phone that lost it), in one row update."""
+        fingerprint = getattr(self._local, "fingerprint", None)
+        answered = None if fingerprint is None else (fingerprint,
+                                                     self._wrap_answer(session, answer))
+        self._sessions.save(conn, session, state, done=done, answered=answered)
 
     def _save_answer(self, conn: Connection, session: StoredSession,
                      answer: Mapping[str, Any]) -> None:
@@ -598,28 +613,35 @@ class SignerKeyService:
         record, _ = self._pin_record(key_id)
         return {"attempts_left": record.attempts_left, "locked": record.locked}
 
-    def _pin_record(self, key_id: str) -> tuple[PinRecord, int]:
-        with self._db.engine.connect() as conn:
-            row = conn.execute(select(K.c.pin_wrapped, K.c.version)
-                               .where(K.c.id == key_id)).one()
-        data = self._holder.keyring().unwrap(bytes(row.pin_wrapped), _pin_context(key_id))
-        return PinRecord.from_dict(json.loads(data)), int(row.version)
+    def _pin_record(self, key_id: str, read: tuple[bytes, int] | None = None
+                    ) -> tuple[PinRecord, int]:
+        """The key's PIN record and the row version; from ``read`` (the wrapped record and
+        version as read with the key row) when given."""
+        if read is None:
+            with self._db.engine.connect() as conn:
+                row = conn.execute(_PIN_OF_KEY, {"key_id": key_id}).one()
+            read = bytes(row.pin_wrapped), int(row.version)
+        data = self._holder.keyring().unwrap(read[0], _pin_context(key_id))
+        return PinRecord.from_dict(json.loads(data)), read[1]
 
-    def _pin_step(self, key_id: str, step: Callable[[PinRecord], Any]) -> Any:
-        """Apply a PIN check to the stored record, persist the new record (compare-and-swap,
-        retried on a concurrent change) and only then raise its error."""
+    def _pin_step(self, key_id: str, step: Callable[[PinRecord], Any], *,
+                  read: tuple[bytes, int] | None = None) -> Any:
+        """Apply a PIN check to the stored record (first try: as in ``read``, when given),
+        persist the new record (compare-and-swap, retried on a concurrent change) and only
+        then raise its error."""
         keyring = self._holder.keyring()
         for _ in range(5):
-            record, version = self._pin_record(key_id)
+            record, version = self._pin_record(key_id, read)
+            read = None  # a retry reads the row again
             outcome = step(record)
             if outcome.record == record:  # a right PIN with nothing to reset: no write
                 break
             with self._db.transaction() as conn:
-                changed = conn.execute(update(K).where(K.c.id == key_id,
-                                                       K.c.version == version).values(
-                    pin_wrapped=keyring.wrap(json.dumps(outcome.record.to_dict()).encode(),
-                                             _pin_context(key_id)),
-                    version=version + 1, updated_at=self._clock())).rowcount
+                changed = conn.execute(_PIN_SWAP, {
+                    "key_id": key_id, "expected_version": version,
+                    "pin_wrapped": keyring.wrap(json.dumps(outcome.record.to_dict()).encode(),
+                                                _pin_context(key_id)),
+                    "version": version + 1, "updated_at": self._clock()}).rowcount
             if changed == 1:
                 break
         else:
@@ -659,7 +681,8 @@ class SignerKeyService:
 
     def _unlock_fn(self, key: SignerKey) -> Callable[[bytes | None], bytes | None]:
         def unlock(proof: bytes | None) -> bytes | None:
-            outcome = self._pin_step(key.id, lambda record: record.verify(proof))
+            outcome = self._pin_step(key.id, lambda record: record.verify(proof),
+                                     read=key.pin_read)
             unwrap: bytes | None = outcome.unwrap
             return unwrap
         return unlock
@@ -726,7 +749,7 @@ class SignerKeyService:
 
     def _key_row(self, session: StoredSession, algorithm: str) -> SignerKey:
         with self._db.engine.connect() as conn:
-            row = conn.execute(select(K).where(K.c.id == session.key_id)).first()
+            row = conn.execute(_KEY_BY_ID, {"key_id": session.key_id}).first()
         if row is None:
             raise NotFound("签名密钥不存在")
         key = _key(row)

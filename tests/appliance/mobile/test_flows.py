@@ -155,6 +155,10 @@ def test_batch_of_documents_in_one_confirmation(hospital: Hospital) -> None:
                       review=False)
     tasks = doctor.tasks()
     assert len(tasks) == 4
+    # each task lists its own request's documents, in order (read for all tasks at once)
+    assert sorted([d["name"] for d in t["documents"]] for t in tasks) == [
+        [f"rx-{j}" for j in range(i, i + 10)] for i in range(0, 40, 10)]
+    assert all([d["index"] for d in t["documents"]] == list(range(10)) for t in tasks)
     answer = doctor.sign([t["id"] for t in tasks])
     assert len(answer["signatures"]) == 40
     authority = hospital.ca.active_authority("sm2")
