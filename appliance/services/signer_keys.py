@@ -413,14 +413,16 @@ class SignerKeyService:
         return self._holder.keyring().wrap(json.dumps(answer, ensure_ascii=False).encode(),
                                            _answer_context(session.id))
 
-    def _save(self, conn: Connection, session: StoredSession, state: dict[str, Any], *,
-              done: bool, answer: Mapping[str, Any]) -> None:
-        """Store the next state and, in the same transaction, the answer to the message being
-        handled (for a phone that lost it), in one row update."""
+    def _save(self, session: StoredSession, state: dict[str, Any], *,
+              answer: Mapping[str, Any]) -> None:
+        """Store the next (open) state and, in the same row update, the answer to the message
+        being handled (for a phone that lost it); the answer is wrapped before the write
+        transaction, which holds the database's write lock."""
         fingerprint = getattr(self._local, "fingerprint", None)
         answered = None if fingerprint is None else (fingerprint,
                                                      self._wrap_answer(session, answer))
-        self._sessions.save(conn, session, state, done=done, answered=answered)
+        with self._db.transaction() as conn:
+            self._sessions.save(conn, session, state, done=False, answered=answered)
 
     def _save_answer(self, conn: Connection, session: StoredSession,
                      answer: Mapping[str, Any]) -> None:
@@ -693,8 +695,7 @@ class SignerKeyService:
         outcome = sm2.SM2Server(self._server_share(key)).respond(
             state, commit, unlock=self._unlock_fn(key))
         answer = {"message": _message_json(outcome.reply)}
-        with self._db.transaction() as conn:
-            self._save(conn, session, outcome.state.to_dict(), done=False, answer=answer)
+        self._save(session, outcome.state.to_dict(), answer=answer)
         return answer
 
     def _rsa_unlock(self, session: StoredSession, message: messages.RsaUnlock
@@ -704,8 +705,7 @@ class SignerKeyService:
         new_state, reply = rsa.RsaServer(self._rsa_share(key)).unlock(
             state, message, unlock=self._unlock_fn(key))
         answer = {"message": _message_json(reply)}
-        with self._db.transaction() as conn:
-            self._save(conn, session, new_state.to_dict(), done=False, answer=answer)
+        self._save(session, new_state.to_dict(), answer=answer)
         return answer
 
     def _accept(self, session: StoredSession, result: messages.CosignResult) -> dict[str, Any]:
