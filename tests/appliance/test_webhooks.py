@@ -6,10 +6,10 @@ whose worker died is sent again after its claim expires, with the same event id.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import http.server
 import json
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,12 +24,15 @@ from appliance.services.applications import ApplicationService, decode_secret
 from appliance.services.webhooks import WebhookService, check_url
 from appliance.storage import Database, schema
 from tests.appliance.auth.conftest import SECURITY
+from tests.support.loopback_http import loopback_url, serve_loopback_server
 from tests.support.vendor_ca import gm_hmac_sm3
 
 
 class Receiver:
     """A hospital backend's webhook endpoint: answers ``statuses`` in turn (then 200) and keeps
-    what it received, after checking the signature with the secret it holds."""
+    what it received, after checking the signature with the secret it holds.  Serves from
+    construction until :meth:`stop` (``server`` stays public: mobile/test_flows.py shuts it
+    down early)."""
 
     def __init__(self, secret: bytes) -> None:
         self.secret, self.statuses, self.received = secret, [], []  # type: ignore[var-annotated]
@@ -53,9 +56,12 @@ class Receiver:
             def log_message(self, *_args: Any) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/medsign"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self._serving = contextlib.ExitStack()
+        self.server = self._serving.enter_context(serve_loopback_server(Handler))
+        self.url = f"{loopback_url(self.server)}/hooks/medsign"
+
+    def stop(self) -> None:
+        self._serving.close()
 
 
 class Clock:
@@ -77,8 +83,7 @@ def setup(database: Database) -> Iterator[tuple[WebhookService, Receiver, Clock,
     service = WebhookService(database, apps, clock=clock,
                              audit=lambda *entry: alerts.append(entry))
     yield service, receiver, clock, credential.id, alerts
-    receiver.server.shutdown()
-    receiver.server.server_close()
+    receiver.stop()
 
 
 def _enqueue(database: Database, service: WebhookService, app_id: int, url: str,

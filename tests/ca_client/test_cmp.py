@@ -19,7 +19,6 @@ import hashlib
 import hmac
 import http.server
 import secrets
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -41,6 +40,7 @@ from signcore import hashes
 from signcore._internal import algids
 from signcore.keys import PrivateKey, generate_private_key, public_key_from_info
 from signcore.x509 import Certificate, Extensions, issue_certificate, load_certificate
+from tests.support.loopback_http import serve_loopback
 from tests.support.pki import TestPKI, cached_pki, issue_leaf
 
 DOCTOR = SubjectInfo(common_name="王五", organization="测试医院", department="儿科",
@@ -284,16 +284,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 def _serve(responder: Responder) -> Iterator[Responder]:
     handler = type("Handler", (_Handler,), {"responder": responder})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    responder.url = f"http://127.0.0.1:{server.server_address[1]}/pkix/"
-    try:
+    with serve_loopback(handler) as url:
+        responder.url = f"{url}/pkix/"
         yield responder
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @pytest.fixture(params=["rsa2048", "sm2"])

@@ -11,7 +11,6 @@ import dataclasses
 import datetime as dt
 import functools
 import http.server
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -40,6 +39,7 @@ from ca_client import (
 )
 from signcore.keys import generate_private_key
 from signcore.x509 import Certificate, Extensions, issue_certificate, load_certificate
+from tests.support.loopback_http import serve_loopback
 
 ORG_A, ORG_B = "甲医院", "乙医院"
 DOCTOR = SubjectInfo(common_name="张三", organization=ORG_B, department="内科",
@@ -281,21 +281,14 @@ class PkiServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.base = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        daemon=True)
-        self._thread.start()
-        self._running = True
+        self._serving = contextlib.ExitStack()
+        # A short poll: a test that stops the server to play an outage waits less for it.
+        self.base = self._serving.enter_context(serve_loopback(Handler, poll_interval=0.05))
 
     def stop(self) -> None:
-        """Stop serving: connections are refused from now on."""
-        if self._running:
-            self._running = False
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(5)
+        """Stop serving: connections are refused from now on.  A second call (the fixture's,
+        after a test played an outage) does nothing: the stack is empty by then."""
+        self._serving.close()
 
 
 @pytest.fixture

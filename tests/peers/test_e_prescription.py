@@ -15,9 +15,9 @@ tests/appliance/mobile/test_flows.py: the SDKs' phones are SM2.)
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -41,6 +41,7 @@ from signcore.x509 import load_certificate
 from tests.appliance.serving import clean_env, serving
 from tests.peers.test_miniprogram_sdk import SDK, _install, _require_node
 from tests.support import gmssl_oracle
+from tests.support.loopback_http import serve_loopback
 from tests.support.peers import run_tool
 
 pytestmark = pytest.mark.peer
@@ -71,7 +72,8 @@ const phone = new sdk.PhoneClient({ baseUrl: process.env.MEDSIGN_URL,
 
 
 class WebhookEndpoint:
-    """The hospital backend's webhook URL: keeps what it received, after the SDK checked it."""
+    """The hospital backend's webhook URL: keeps what it received, after the SDK checked it.
+    Serves from construction until :meth:`stop`."""
 
     def __init__(self, backend: BackendClient) -> None:
         self.events: list[WebhookEvent] = []
@@ -92,9 +94,11 @@ class WebhookEndpoint:
             def log_message(self, *_args: Any) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/medsign/events"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self._serving = contextlib.ExitStack()
+        self.url = f"{self._serving.enter_context(serve_loopback(Handler))}/medsign/events"
+
+    def stop(self) -> None:
+        self._serving.close()
 
     def wait(self, timeout: float = 30.0) -> list[WebhookEvent]:
         deadline = time.monotonic() + timeout
@@ -147,7 +151,7 @@ def test_e_prescription_js_doctor_python_pharmacist(tmp_path: Path, openssl_bin:
         pharmacist.sign([review.id], pin=PIN)
         # the backend: the webhook, then the result
         events = hooks.wait()
-        hooks.server.shutdown()
+        hooks.stop()
         assert [(e.type, e.data["sign_request_id"]) for e in events] == [
             ("sign_request.completed", request.id)]
         result = backend.get_result(request.id)

@@ -15,19 +15,23 @@ token invalid once), ``unsubscribed`` (WeChat 43101).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
 import http.server
 import json
 import secrets
-import threading
 import time
 import urllib.parse
 from typing import Any
 
+from tests.support.loopback_http import serve_loopback
+
 
 class _Server:
+    """Serves from construction until :meth:`stop`."""
+
     def __init__(self) -> None:
         owner = self
 
@@ -42,15 +46,13 @@ class _Server:
             def log_message(self, *_args: Any) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.mode = ""
         self.requests: list[tuple[str, str, dict[str, Any]]] = []
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self._serving = contextlib.ExitStack()
+        self.base = self._serving.enter_context(serve_loopback(Handler))
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._serving.close()
 
     def _answer(self, handler: Any, method: str, body: bytes) -> None:
         status, answer = self.handle(handler, method, body)

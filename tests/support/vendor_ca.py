@@ -38,7 +38,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from gmssl import func, sm3
@@ -49,6 +49,7 @@ from ca_client.profiles import SubjectInfo
 from signcore.algorithms import KeyType
 from signcore.keys import generate_private_key
 from signcore.x509 import Certificate, load_csr
+from tests.support.loopback_http import loopback_url, serve_loopback_server
 
 TIMESTAMP_WINDOW = 300  # seconds either side of the fake's clock
 MAX_BODY = 1 << 20
@@ -197,6 +198,9 @@ class _RefusalError(Exception):
 class FakeVendorCa:
     """The fake vendor on 127.0.0.1 (a free port); :meth:`start`, then :meth:`stop`."""
 
+    port: int  # the port and base_url are known once start() has bound the server
+    base_url: str
+
     def __init__(self, style: VendorStyle, cas: Hierarchies) -> None:
         self.style = style
         self.cas = cas
@@ -206,6 +210,7 @@ class FakeVendorCa:
         self._nonces: set[str] = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._serving = contextlib.ExitStack()
         vendor = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -218,21 +223,17 @@ class FakeVendorCa:
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # quiet tests
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.port = int(self._server.server_address[1])
-        self.base_url = f"http://127.0.0.1:{self.port}{style.prefix}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._handler = Handler
 
     def start(self) -> FakeVendorCa:
-        self._thread.start()
+        server = self._serving.enter_context(serve_loopback_server(self._handler))
+        self.port = int(server.server_address[1])
+        self.base_url = f"{loopback_url(server)}{self.style.prefix}"
         return self
 
     def stop(self) -> None:
         self._stopping.set()  # releases a "slow" handler
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
+        self._serving.close()
 
     # -- one request
 

@@ -4,9 +4,9 @@ as typed errors, and the transport's retry rules against a loopback server."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +20,7 @@ from medsign_sdk.backend import BackendClient
 from medsign_sdk.phone import JsonFileStorage, MemoryStorage, parse_qr
 from medsign_sdk.transport import Transport
 from signcore.sm2 import SM2PublicKey
+from tests.support.loopback_http import serve_loopback
 
 SECRET = bytes(range(32))
 TARGETS = ["/api/v1/sign-requests", "/api/v1/qr-sessions/abc?wait=5",
@@ -131,7 +132,8 @@ def test_problem_documents_become_typed_errors() -> None:
 
 
 class _Flaky:
-    """A loopback server answering ``statuses`` in turn (then 200 with a JSON body)."""
+    """A loopback server answering ``statuses`` in turn (then 200 with a JSON body), from
+    construction until :meth:`stop`."""
 
     def __init__(self) -> None:
         self.statuses: list[int] = []
@@ -158,17 +160,18 @@ class _Flaky:
             def log_message(self, *_args: Any) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self._serving = contextlib.ExitStack()
+        self.url = self._serving.enter_context(serve_loopback(Handler))
+
+    def stop(self) -> None:
+        self._serving.close()
 
 
 @pytest.fixture
 def flaky() -> Iterator[_Flaky]:
     server = _Flaky()
     yield server
-    server.server.shutdown()
-    server.server.server_close()
+    server.stop()
 
 
 def test_gets_and_idempotent_posts_are_retried_others_are_not(flaky: _Flaky) -> None:

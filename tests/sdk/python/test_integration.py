@@ -5,6 +5,7 @@ as the SDK's typed exceptions; the resulting CMS verify with signcore against th
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import threading
 import time
@@ -38,6 +39,7 @@ from signcore.sm2 import SM2PublicKey
 from signcore.x509 import Certificate
 from tests.appliance.ca.test_ca_service import Actor
 from tests.sdk.python.conftest import PIN, Served
+from tests.support.loopback_http import serve_loopback
 
 PRESCRIPTION = "处方 RX-2026-0001：阿莫西林胶囊 0.25g×24 粒，每次 0.5g，每日三次\n".encode()
 
@@ -53,7 +55,8 @@ def _verify_cms(served: Served, der: bytes | None, content: bytes | None = None,
 
 
 class _WebhookReceiver:
-    """The hospital backend's webhook endpoint, checking every delivery with the SDK."""
+    """The hospital backend's webhook endpoint, checking every delivery with the SDK.  Serves
+    from construction until :meth:`stop`."""
 
     def __init__(self, client: BackendClient) -> None:
         self.events: list[WebhookEvent] = []
@@ -76,17 +79,18 @@ class _WebhookReceiver:
             def log_message(self, *_args: Any) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/medsign"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self._serving = contextlib.ExitStack()
+        self.url = f"{self._serving.enter_context(serve_loopback(Handler))}/hooks/medsign"
+
+    def stop(self) -> None:
+        self._serving.close()
 
 
 @pytest.fixture
 def receiver(served: Served) -> Iterator[_WebhookReceiver]:
     made = _WebhookReceiver(served.backend)
     yield made
-    made.server.shutdown()
-    made.server.server_close()
+    made.stop()
 
 
 def test_enroll_sign_review_and_verify(served: Served, receiver: _WebhookReceiver) -> None:
