@@ -14,6 +14,7 @@ import resource
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 #: The directory of the benchmarks, exactly as Python put it first on sys.path for a script
 #: (the real path), so that a benchmark can drop it again (bench/keysplit.py must).
@@ -27,6 +28,20 @@ Clock = Callable[[], float]
 
 class BenchError(Exception):
     """A tool is missing or its output cannot be read: the run cannot produce a ratio."""
+
+
+def postgres_cluster() -> Any:
+    """The test suite's throwaway PostgreSQL cluster (``tests.support.postgres``), durable
+    (fsync on, as an appliance runs it) and started; ``stop()`` removes it."""
+    repo = os.path.dirname(BENCH_DIR)
+    if repo not in sys.path:
+        sys.path.append(repo)  # after the packages: tests/ is a dev-only helper here
+    from tests.support.postgres import PostgresCluster  # noqa: PLC0415 -- dev-only helper
+
+    try:
+        return PostgresCluster(durable=True).start()
+    except Exception as exc:  # initdb or postgres missing or failing: said, not raised
+        raise BenchError(f"cannot start PostgreSQL (initdb/postgres): {exc}") from exc
 
 
 def user_cpu_time() -> float:

@@ -106,14 +106,18 @@ class Installation:
     secret: str
 
 
-def make_installation(directory: Path, workers: int, threads: int) -> Installation:
-    """A fresh appliance: passphrase-sealed KEK, one application credential, auto-unseal."""
+def make_installation(directory: Path, workers: int, threads: int,
+                      database_url: str | None = None) -> Installation:
+    """A fresh appliance: passphrase-sealed KEK, one application credential, auto-unseal;
+    its database in the data directory (SQLite) unless ``database_url`` names another."""
     data_dir = directory / "data"
     pass_file = directory / "unseal-passphrase"
     pass_file.write_text(PASSPHRASE + "\n")
     config_file = directory / "medsign.toml"
+    database_section = f'[database]\nurl = "{database_url}"\n\n' if database_url else ""
     config_file.write_text(
         f'data_dir = "{data_dir}"\n\n[server]\nworkers = {workers}\nthreads = {threads}\n\n'
+        f'{database_section}'
         f'[custody]\nstart_sealed = false\nunseal_passphrase_file = "{pass_file}"\n')
     config = config_module.load(config_file, env={})
     data_dir.mkdir(mode=0o700)
@@ -269,14 +273,15 @@ def check_auth(port: int, inst: Installation) -> None:
 # Running and reporting
 
 
-def versions() -> dict[str, str]:
+def versions(database: str = "SQLite (WAL, synchronous=FULL) in a temporary directory"
+             ) -> dict[str, str]:
     out = {"python": sys.version.split()[0]}
     for package in ("gunicorn", "falcon", "sqlalchemy"):
         try:
             out[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             out[package] = "?"
-    out["database"] = "SQLite (WAL, synchronous=FULL) in a temporary directory"
+    out["database"] = database
     return out
 
 

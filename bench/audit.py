@@ -209,12 +209,7 @@ def sqlite_url(directory: str) -> str:
 
 
 def start_postgres() -> tuple[str, Callable[[], None]]:
-    from tests.support.postgres import PostgresCluster  # noqa: PLC0415 -- dev-only helper
-
-    try:
-        cluster = PostgresCluster(durable=True).start()
-    except Exception as exc:
-        raise BenchError(f"cannot start PostgreSQL (initdb/postgres): {exc}") from exc
+    cluster = _common.postgres_cluster()
     url = cluster.create_database("bench")
     database = Database(url)
     database.migrate()

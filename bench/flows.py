@@ -3,13 +3,15 @@
 batches of documents, RFC 3161 time stamps, each set next to a reference measured in the same run.
 
 One ``medsign serve`` (gunicorn gthread, 2 workers x the configuration's threads by default,
-SQLite in a temporary directory, unsealed from a passphrase file) answers on loopback.  Its
-database is prepared directly before it starts: an SM2 built-in CA, an organization-seal and a
-TSA certificate with server-held keys, 50 active doctors (``SignerService``), one application
-credential for the hospital's backend.  The TSA only issues while its clock agrees with a time
-source (``appliance.services.timesync``; no source configured means "not synchronized"), so
-``[tsa] ntp_servers`` points at a small SNTP responder this script runs on loopback, serving
-this machine's own clock (the check is cached 15 s per worker, so it costs nothing measurable).
+SQLite in a temporary directory — or, with ``--database postgresql``, a throwaway durable
+PostgreSQL cluster on loopback, the test suite's — unsealed from a passphrase file) answers on
+loopback. Its database is prepared directly before it starts: an SM2 built-in CA, an
+organization-seal and a TSA certificate with server-held keys, 50 active doctors
+(``SignerService``), one application credential for the hospital's backend. The TSA only issues
+while its clock agrees with a time source (``appliance.services.timesync``; no source configured
+means "not synchronized"), so ``[tsa] ntp_servers`` points at a small SNTP responder this script
+runs on loopback, serving this machine's own clock (the check is cached 15 s per worker, so it
+costs nothing measurable).
 
 1. **Co-signatures.**  Each simulated phone (one thread and one keep-alive connection each,
    keysplit's reference phone ``keysplit.phone``, every request signed with its device key) is
@@ -141,6 +143,8 @@ PRESCRIPTION = ("处方 RX-{n:06d}：阿莫西林胶囊 0.25g×24 粒，每次 0
 SEAL_DOCUMENT = ("检验报告 LIS-{n:06d}：血常规 WBC 6.1×10^9/L，RBC 4.52×10^12/L，"
                  "HGB 138 g/L，PLT 221×10^9/L。\n") * 4
 INPROCESS_PHONES = 4
+DATABASES = {"sqlite": "SQLite (WAL, synchronous=FULL) in a temporary directory",
+             "postgresql": "PostgreSQL (fsync on), a throwaway cluster on loopback"}
 ACTOR = CliActor("bench")
 
 Answer = tuple[int, str, bytes]  # status, content type, body
@@ -217,11 +221,11 @@ def _doctor(index: int) -> dict[str, str]:
 
 
 def make_hospital(directory: Path, *, workers: int, threads: int, signers: int,
-                  ntp_port: int) -> Hospital:
+                  ntp_port: int, database_url: str | None = None) -> Hospital:
     """A fresh installation with a CA, a seal and a TSA certificate, ``signers`` active doctors
-    and the backend's credential."""
+    and the backend's credential; SQLite in ``directory`` unless ``database_url`` is given."""
     directory.mkdir(parents=True, exist_ok=True)
-    installation = api_bench.make_installation(directory, workers, threads)
+    installation = api_bench.make_installation(directory, workers, threads, database_url)
     with installation.config_file.open("a") as out:
         out.write(f'\n[tsa]\nntp_servers = "127.0.0.1:{ntp_port}"\n')
     config = config_module.load(installation.config_file, env={})
@@ -1042,12 +1046,15 @@ def prepare_stage(args: argparse.Namespace, port: int, served: Hospital,
 def measure(args: argparse.Namespace, work: Path) -> Results:
     record = Recorder(args)
     ntp = SntpResponder()
+    cluster = _common.postgres_cluster() if args.database == "postgresql" else None
     try:
         say(args, "preparing the installations")
         served = make_hospital(work / "served", workers=args.workers, threads=args.threads,
-                               signers=args.phones, ntp_port=ntp.port)
+                               signers=args.phones, ntp_port=ntp.port,
+                               database_url=cluster and cluster.create_database("served"))
         local = make_hospital(work / "in-process", workers=1, threads=1,
-                              signers=INPROCESS_PHONES, ntp_port=ntp.port)
+                              signers=INPROCESS_PHONES, ntp_port=ntp.port,
+                              database_url=cluster and cluster.create_database("local"))
         port = api_bench.free_port()
         argv = [api_bench.MEDSIGN, "serve", "--config", str(served.installation.config_file),
                 "--bind", f"127.0.0.1:{port}"]
@@ -1065,6 +1072,8 @@ def measure(args: argparse.Namespace, work: Path) -> Results:
                 stage.server_side.close()
     finally:
         ntp.close()
+        if cluster is not None:
+            cluster.stop()
     rows = [record.row(REF_COSIGN), record.row(REF_ELAPSED),
             record.row(REF_PROTOCOL), record.row(HTTP_COSIGN, REF_COSIGN),
             record.row(HTTP_PACED), record.row(HTTP_CLINIC), record.row(HTTP_LONE, REF_ELAPSED),
@@ -1075,7 +1084,8 @@ def measure(args: argparse.Namespace, work: Path) -> Results:
     info = {"workers": args.workers, "threads": args.threads, "phones": args.phones,
             "client_threads": args.client_threads, "seal_batch": args.seal_batch,
             "seconds": args.seconds, "ref_seconds": args.ref_seconds, "warmup": args.warmup,
-            "rounds": args.rounds, "bind_seconds": bound, "versions": api_bench.versions()}
+            "rounds": args.rounds, "bind_seconds": bound, "database": args.database,
+            "versions": api_bench.versions(DATABASES[args.database])}
     return Results(rows, cpu_notes(record), info)
 
 
@@ -1146,7 +1156,8 @@ def goal_lines(rows: Sequence[Row]) -> list[str]:
 def render(results: Results) -> str:
     info = results.info
     lines = [f"medsign signing-flow benchmark: loopback HTTP to `medsign serve` (gunicorn gthread "
-             f"{info['workers']} workers x {info['threads']} threads, SQLite), client in this "
+             f"{info['workers']} workers x {info['threads']} threads, "
+             f"{'PostgreSQL' if info['database'] == 'postgresql' else 'SQLite'}), client in this "
              f"process: {info['phones']} phones (co-sign), {info['client_threads']} threads "
              f"(seal, TSA); {info['seconds']:g} s per co-sign window, {info['seconds'] / 2:g} s "
              f"per seal/TSA window, after {info['warmup']:g} s warm-up; in-process references "
@@ -1196,6 +1207,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--client-threads", type=int, default=8,
                         help="client threads for seals and time stamps (and the backend)")
     parser.add_argument("--seal-batch", type=int, default=20, help="documents per seal request")
+    parser.add_argument("--database", choices=sorted(DATABASES), default="sqlite",
+                        help="the appliance's database (postgresql: a throwaway local cluster)")
     parser.add_argument("--workers", type=int, default=defaults.workers)
     parser.add_argument("--threads", type=int, default=defaults.threads)
     parser.add_argument("--cpu", type=int, default=None,
