@@ -52,6 +52,7 @@ from pdfsign.templates import (
     SIGNATURE_KINDS,
     Field,
     SignatureSlot,
+    SlottedTemplate,
     Template,
     _number_keys,
     _Reader,
@@ -276,7 +277,7 @@ def _slot(term: _Terminal, order: int, override: Any, pages: dict[int, int]) -> 
 
 
 @dataclass(frozen=True)
-class AcroFormTemplate:
+class AcroFormTemplate(SlottedTemplate):
     """An AcroForm PDF with typed fields and signature slots; :meth:`render` fills it in."""
 
     id: str
@@ -314,14 +315,6 @@ class AcroFormTemplate:
         fields, slots = _classify(terminals, r, pages)
         return cls(id=template_id, version=version, pdf=bytes(pdf), fields=fields,
                    signatures=slots, description=r.get("description", str, None))
-
-    @property
-    def ref(self) -> str:
-        return f"{self.id}@{self.version}"
-
-    @property
-    def signature_order(self) -> list[str]:
-        return [s.name for s in self.signatures]
 
     def render(self, values: Mapping[str, Any], *,
                slot_names: Sequence[str] | None = None) -> bytes:

@@ -497,8 +497,27 @@ def _string(value: Any, where: str, max_length: int | None, *, newlines: bool = 
     return value.replace("\t", " ").replace("\r", "")
 
 
+class SlottedTemplate:
+    """What every kind of template has (a layout spec, an AcroForm PDF): an identity recorded
+    in each PDF it makes, and signature slots in signing order."""
+
+    id: str
+    version: int
+    signatures: tuple[SignatureSlot, ...]
+
+    @property
+    def ref(self) -> str:
+        """``id@version``: what every generated PDF records."""
+        return f"{self.id}@{self.version}"
+
+    @property
+    def signature_order(self) -> list[str]:
+        """The signature slots' field names in signing order."""
+        return [s.name for s in self.signatures]
+
+
 @dataclass(frozen=True)
-class Template:
+class Template(SlottedTemplate):
     """A validated layout spec; :meth:`render` fills it with values."""
 
     id: str
@@ -589,18 +608,6 @@ class Template:
         if not path.is_file():
             raise TemplateError(f"no sample template {name!r}")
         return cls.load(path)
-
-    # --- properties ---------------------------------------------------------------------------
-
-    @property
-    def ref(self) -> str:
-        """``id@version``: what every generated PDF records."""
-        return f"{self.id}@{self.version}"
-
-    @property
-    def signature_order(self) -> list[str]:
-        """The signature slots' field names in signing order."""
-        return [s.name for s in self.signatures]
 
     # --- rendering ----------------------------------------------------------------------------
 
