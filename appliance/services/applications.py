@@ -212,7 +212,14 @@ class NonceStore:
     def _connection(self) -> Any:
         held = getattr(self._local, "held", None)
         if held is None or held[0] != os.getpid():  # a forked worker opens its own
-            held = (os.getpid(), self._db.engine.raw_connection())
+            raw = self._db.engine.raw_connection()
+            if self._db.kind == "postgresql":
+                # The engine reads in autocommit; this connection commits its own inserts
+                # (SET LOCAL synchronous_commit needs a transaction).
+                driver = raw.dbapi_connection
+                assert driver is not None
+                driver.autocommit = False
+            held = (os.getpid(), raw)
             self._local.held = held
         return held[1]
 

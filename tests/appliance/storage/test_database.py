@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, insert, inspect, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from appliance.errors import ConfigError
 from appliance.storage import Database, schema
+from tests.support.postgres import PostgresCluster
 
 EXPECTED_TABLES = {
     "admin_sessions", "admins", "applications", "audit_checkpoints", "audit_log", "kek",
@@ -93,3 +95,38 @@ def test_concurrent_writers_all_commit(database: Database) -> None:
 def test_unknown_database_scheme_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="unsupported database"):
         Database("mysql://x")
+
+
+def _kill_backends(url: str) -> None:
+    """What a PostgreSQL restart or failover does to a pooled connection: its backend ends."""
+    killer = Database(url)
+    try:
+        with killer.engine.connect() as conn:
+            conn.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    finally:
+        killer.dispose()
+
+
+@pytest.mark.parametrize("idle_seconds, survives", [(0.05, True), (3600.0, False)])
+def test_a_postgresql_connection_that_died_while_idle_is_replaced(
+        postgres_cluster: PostgresCluster, idle_seconds: float, survives: bool) -> None:
+    """A pooled connection idle longer than ``ping_after_idle`` is pinged before it is handed
+    out, and a dead one replaced; one in use moments ago is not (no round trip per checkout).
+    The second case shows the ping is what saves the first."""
+    url = postgres_cluster.create_database()
+    database = Database(url, pool_size=1, ping_after_idle=idle_seconds)
+    try:
+        with database.engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT 1").scalar() == 1
+        _kill_backends(url)
+        time.sleep(0.1)
+        if survives:
+            with database.engine.connect() as conn:
+                assert conn.exec_driver_sql("SELECT 2").scalar() == 2
+        else:
+            with pytest.raises(OperationalError), database.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 2")
+    finally:
+        database.dispose()
