@@ -30,10 +30,10 @@ import datetime as dt
 import json
 import secrets
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, insert, select, update
+from sqlalchemy import Connection, Row, Select, bindparam, insert, select, update
 
 import pdfsign
 from appliance.errors import ApplianceError, Conflict, NotFound, ValidationFailed
@@ -494,12 +494,14 @@ class SignRequestService:
         return _task_json(row, docs.get(row.request_id, []))
 
     @staticmethod
-    def _documents_by_request(conn: Connection, request_ids: Sequence[str]
-                              ) -> dict[str, list[Any]]:
-        """The documents' descriptions (not their content) of these requests, in one query."""
+    def _documents_by_request(conn: Connection, request_ids: Iterable[str],
+                              statement: Select[Any] = _REQUEST_DOCS) -> dict[str, list[Any]]:
+        """The documents of these requests in index order, read in one query: their
+        descriptions without the content, or with ``_DOCUMENTS_OF`` whole rows."""
         found: dict[str, list[Any]] = {}
-        if request_ids:
-            for doc in conn.execute(_REQUEST_DOCS, {"request_ids": sorted(set(request_ids))}):
+        wanted = sorted(set(request_ids))
+        if wanted:
+            for doc in conn.execute(statement, {"request_ids": wanted}):
                 found.setdefault(doc.request_id, []).append(doc)
         return found
 
@@ -554,10 +556,8 @@ class SignRequestService:
                 if row.status != "pending" or row.r_status != "pending" or \
                         aware(row.expires_at) <= now:
                     raise NotPending(f"签名任务 {row.id} 当前不可签（{row.status}）")
-            by_request: dict[str, list[Row[Any]]] = {}
-            for doc in conn.execute(_DOCUMENTS_OF, {"request_ids": sorted(
-                    {r.request_id for r in found.values()})}):
-                by_request.setdefault(doc.request_id, []).append(doc)
+            by_request = self._documents_by_request(
+                conn, (r.request_id for r in found.values()), _DOCUMENTS_OF)
         docs = {t: by_request.get(found[t].request_id, []) for t in task_ids}
         items, digests = self._prepare(task_ids, found, docs, (certificate, chain), now)
         if len(digests) > MAX_ITEMS:
