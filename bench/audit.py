@@ -42,15 +42,13 @@ import _common
 from _common import BenchError, pin_to_cpu
 
 sys.path.remove(_common.BENCH_DIR)
-REPO = Path(_common.BENCH_DIR).parent
-sys.path.insert(0, str(REPO))  # tests.support.postgres: the throwaway cluster of the test suite
 
-from sqlalchemy import text  # noqa: E402
+from sqlalchemy import text
 
-from appliance.config import AuditConfig  # noqa: E402
-from appliance.custody import KekStore, KeyHolder, Keyring  # noqa: E402
-from appliance.services.audit import AuditLog  # noqa: E402
-from appliance.storage import Database  # noqa: E402
+from appliance.config import AuditConfig
+from appliance.custody import KekStore, KeyHolder, Keyring
+from appliance.services.audit import AuditLog
+from appliance.storage import Database
 
 GOAL = 5000.0
 GOAL_MIN_WRITERS = 8
