@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -186,21 +187,29 @@ def shamir_install(tmp_path: Path) -> tuple[Path, list[str]]:
 
 def _answers_by_worker(server: Server, path: str, count: int,
                        sign: Signer | None = None) -> dict[int, list[Any]]:
-    """Send ``count`` GETs on fresh connections; group the answers by the worker pid that
-    served each (the access log's ``pid=``, matched by a probe number in the query).  Answers
-    are JSON bodies of 200s; with ``sign`` (signed requests), ``(status, body)`` pairs."""
+    """Send ``count`` GETs, a few at a time on fresh connections (concurrent connections are
+    what spreads accepts over the workers); group the answers by the worker pid that served
+    each (the access log's ``pid=``, matched by a probe number in the query).  Answers are
+    JSON bodies of 200s; with ``sign`` (signed requests), ``(status, body)`` pairs."""
     global _probe  # noqa: PLW0603 -- one counter for the test process
-    bodies: dict[str, Any] = {}
-    for _ in range(count):
-        _probe += 1
-        target = f"{path}?probe={_probe}"
+    probes = list(range(_probe + 1, _probe + 1 + count))
+    _probe += count
+
+    def ask(probe: int) -> tuple[int, Any]:
+        target = f"{path}?probe={probe}"
         status, _, body = server.request("GET", target,
                                          headers=sign(target) if sign else None)
+        return status, body
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = dict(zip(map(str, probes), pool.map(ask, probes), strict=True))
+    bodies: dict[str, Any] = {}
+    for probe, (status, body) in answers.items():
         if sign is None:
             assert status == 200, body
-            bodies[str(_probe)] = body
+            bodies[probe] = body
         else:
-            bodies[str(_probe)] = (status, body)
+            bodies[probe] = (status, body)
     by_pid: dict[int, list[Any]] = {}
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -224,13 +233,20 @@ def _log_lines(server: Server) -> list[str]:
 
 def _until_both_workers(server: Server, path: str,
                         sign: Signer | None = None) -> dict[int, list[Any]]:
+    """Probe until two workers have answered.  Bounded by time, not by a number of requests:
+    without a preloaded app each worker imports it on its own, and on a loaded CI machine the
+    second can still be starting after hundreds of answers from the first."""
     merged: dict[int, list[Any]] = {}
-    for _ in range(20):
-        for pid, bodies in _answers_by_worker(server, path, 10, sign).items():
+    deadline = time.monotonic() + 90
+    sent = 0
+    while time.monotonic() < deadline:
+        for pid, bodies in _answers_by_worker(server, path, 8, sign).items():
             merged.setdefault(pid, []).extend(bodies)
+        sent += 8
         if len(merged) >= 2:
             return merged
-    raise AssertionError(f"200 requests were all answered by {sorted(merged)}")
+        time.sleep(0.1)
+    raise AssertionError(f"{sent} requests in 90 s were all answered by {sorted(merged)}")
 
 
 def _signer(credential: str) -> Signer:
@@ -358,7 +374,8 @@ def test_a_replay_is_refused_by_every_worker_and_after_sigkill(tmp_path: Path) -
             "MEDSIGN_CUSTODY_UNSEAL_PASSPHRASE_FILE": str(pass_file)}
     with serving(config_file, workers=2, threads=2, env=auto) as server:
         assert server.request("GET", "/api/v1/whoami", headers=headers)[0] == 200
-        for _ in range(200):  # fresh connections, until both workers refused it
+        deadline = time.monotonic() + 90  # the second worker may still be importing the app
+        while time.monotonic() < deadline:  # fresh connections, until both workers refused it
             status, _, body = server.request("GET", "/api/v1/whoami", headers=headers)
             assert (status, body["code"]) == (401, "replay"), body
             if len(server.worker_pids()) == 2:
