@@ -339,24 +339,18 @@ async def _with_revocation(doc: _Document, embedded: EmbeddedPdfSignature,
                    archive_timestamp=archive_time)
 
 
-def _signatures(reader: PdfFileReader) -> list[EmbeddedPdfSignature]:
+def _embedded(reader: PdfFileReader, *, stamps: bool = False) -> list[EmbeddedPdfSignature]:
+    """The document's signatures (or, with ``stamps``, its document timestamps), bounded."""
+    what = "document timestamps" if stamps else "signatures"
     try:
-        signatures = list(reader.embedded_regular_signatures)
+        found = list(reader.embedded_timestamp_signatures if stamps
+                     else reader.embedded_regular_signatures)
     except (PdfError, ValueError, KeyError, TypeError) as exc:
-        raise InvalidPdf(f"unreadable signature fields: {exc}") from exc
-    if len(signatures) > MAX_SIGNATURES:
-        raise InvalidPdf(f"more than {MAX_SIGNATURES} signatures")
-    return signatures
-
-
-def _stamps(reader: PdfFileReader) -> list[EmbeddedPdfSignature]:
-    try:
-        stamps = list(reader.embedded_timestamp_signatures)
-    except (PdfError, ValueError, KeyError, TypeError) as exc:
-        raise InvalidPdf(f"unreadable document timestamps: {exc}") from exc
-    if len(stamps) > MAX_SIGNATURES:
-        raise InvalidPdf(f"more than {MAX_SIGNATURES} document timestamps")
-    return stamps
+        raise InvalidPdf(f"unreadable {'document timestamps' if stamps else 'signature fields'}"
+                         f": {exc}") from exc
+    if len(found) > MAX_SIGNATURES:
+        raise InvalidPdf(f"more than {MAX_SIGNATURES} {what}")
+    return found
 
 
 def validate_pdf(
@@ -375,8 +369,8 @@ def validate_pdf(
     PDF; a signature that cannot be parsed is reported as failed, not raised.
     """
     doc = _Document.load(data, trust_roots, intermediates, revocation, moment)
-    signatures = _signatures(doc.reader)
-    _stamps(doc.reader)
+    signatures = _embedded(doc.reader)
+    _embedded(doc.reader, stamps=True)
 
     async def run() -> list[SignatureReport]:
         stamps = await _timestamp_reports(doc) if doc.reader.embedded_timestamp_signatures \
@@ -401,7 +395,7 @@ def validate_document_timestamps(
     """Every document timestamp of ``data`` (oldest first), validated along the chain (each as
     of the next good one's time, the last as of ``moment``, default now)."""
     doc = _Document.load(data, trust_roots, intermediates, None, moment)
-    _stamps(doc.reader)
+    _embedded(doc.reader, stamps=True)
 
     async def run() -> list[DocumentTimestampReport]:
         return [report for report, _rev in await _timestamp_reports(doc)]
