@@ -211,7 +211,7 @@ def _answers_by_worker(server: Server, path: str, count: int,
         else:
             bodies[probe] = (status, body)
     by_pid: dict[int, list[Any]] = {}
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         found = {m.group(1): int(m.group(2)) for m in re.finditer(
             r"\?probe=(\d+) .*pid=<?(\d+)", "\n".join(_log_lines(server)))}
