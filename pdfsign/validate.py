@@ -346,8 +346,7 @@ def _embedded(reader: PdfFileReader, *, stamps: bool = False) -> list[EmbeddedPd
         found = list(reader.embedded_timestamp_signatures if stamps
                      else reader.embedded_regular_signatures)
     except (PdfError, ValueError, KeyError, TypeError) as exc:
-        raise InvalidPdf(f"unreadable {'document timestamps' if stamps else 'signature fields'}"
-                         f": {exc}") from exc
+        raise InvalidPdf(f"unreadable {what}: {exc}") from exc
     if len(found) > MAX_SIGNATURES:
         raise InvalidPdf(f"more than {MAX_SIGNATURES} {what}")
     return found
