@@ -245,7 +245,7 @@ def test_the_cadence(audit: AuditLog) -> None:
 def test_the_background_timer_checkpoints(database: Database, holder: KeyHolder) -> None:
     log = AuditLog(database, holder, AuditConfig(checkpoint_interval_seconds=1))
     log.append("system", "a")
-    deadline = dt.datetime.now() + dt.timedelta(seconds=10)
+    deadline = dt.datetime.now() + dt.timedelta(seconds=60)
     while log.latest_checkpoint() is None and dt.datetime.now() < deadline:
         threading.Event().wait(0.1)
     log.close()
@@ -268,7 +268,7 @@ def test_an_abandoned_log_stops_its_threads(database: Database, holder: KeyHolde
     del log
     gc.collect()
     for thread in mine:
-        thread.join(timeout=10)
+        thread.join(timeout=60)
     assert not [t for t in mine if t.is_alive()]
 
 
