@@ -255,10 +255,10 @@ async def _revocation(doc: _Document, embedded: EmbeddedPdfSignature,
     return "good"
 
 
-async def _timestamp_reports(doc: _Document) -> list[tuple[DocumentTimestampReport, int]]:
+async def _timestamp_reports(doc: _Document, embedded: list[EmbeddedPdfSignature],
+                             ) -> list[tuple[DocumentTimestampReport, int]]:
     """Every document timestamp, each validated as of the next good one (the last: now)."""
-    stamps = sorted(doc.reader.embedded_timestamp_signatures,
-                    key=lambda s: int(s.signed_revision))
+    stamps = sorted(embedded, key=lambda s: int(s.signed_revision))
     reports: list[tuple[DocumentTimestampReport, int]] = []
     at: dt.datetime | None = None
     for stamp in reversed(stamps):
@@ -369,11 +369,10 @@ def validate_pdf(
     """
     doc = _Document.load(data, trust_roots, intermediates, revocation, moment)
     signatures = _embedded(doc.reader)
-    _embedded(doc.reader, stamps=True)
+    embedded_stamps = _embedded(doc.reader, stamps=True)
 
     async def run() -> list[SignatureReport]:
-        stamps = await _timestamp_reports(doc) if doc.reader.embedded_timestamp_signatures \
-            else []
+        stamps = await _timestamp_reports(doc, embedded_stamps)
         reports = []
         for sig in signatures:
             revision = int(sig.signed_revision)
@@ -394,9 +393,9 @@ def validate_document_timestamps(
     """Every document timestamp of ``data`` (oldest first), validated along the chain (each as
     of the next good one's time, the last as of ``moment``, default now)."""
     doc = _Document.load(data, trust_roots, intermediates, None, moment)
-    _embedded(doc.reader, stamps=True)
+    embedded_stamps = _embedded(doc.reader, stamps=True)
 
     async def run() -> list[DocumentTimestampReport]:
-        return [report for report, _rev in await _timestamp_reports(doc)]
+        return [report for report, _rev in await _timestamp_reports(doc, embedded_stamps)]
 
     return asyncio.run(run())
